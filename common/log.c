@@ -18,6 +18,9 @@ log_init(const char *prog, int level)
 	log_level = level;
 }
 
+static void vlog(const char *tag, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
 static void
 vlog(const char *tag, const char *fmt, va_list ap)
 {

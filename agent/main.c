@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 The meshd Authors. */
+
+/*
+ * meshd: the node daemon.  This release provides the plain WireGuard mode,
+ * `meshd wg IFNAME`; the Tailscale-compatible node is being built on it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/version.h"
+#include "wg/wgd.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: meshd wg [-f] IFNAME          userspace WireGuard interface, configured by wg(8)\n"
+	    "       meshd wg --stats IFNAME       its packet and drop counters\n"
+	    "       meshd --version\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	log_init("meshd", LOG_LVL_INFO);
+	if (argc >= 2 && strcmp(argv[1], "wg") == 0)
+		return wgd_main(argc - 1, argv + 1);
+	if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
+		printf("%s\n", MESHD_VERSION);
+		return 0;
+	}
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

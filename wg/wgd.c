@@ -1,0 +1,667 @@
+// SPDX-License-Identifier: MIT
+/* Copyright (C) 2026 The meshd Authors. */
+
+/*
+ * `meshd wg [-f] IFNAME`: a plain userspace WireGuard interface, configured
+ * by wg(8) over the UAPI socket, like wireguard-go.
+ *
+ * One libevent loop moves packets between the TUN device and one UDP socket
+ * per address family.  Datagrams are read with recvmmsg and written with
+ * sendmmsg in batches of WGD_BATCH; every buffer comes from a pool sized at
+ * start-up.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/pkt.h"
+#include "common/util.h"
+#include "wg/tun.h"
+#include "wg/uapi.h"
+#include "wg/wg.h"
+#include "wg/wgd.h"
+
+#define WGD_BATCH	64
+#define WGD_POOL	2048		/* ~3.3 MB of packet buffers */
+#define WGD_SOCKBUF	(7 << 20)	/* as wireguard-go: absorbs bursts at high rates */
+#define WGD_DEFAULT_MTU	1420
+
+struct txq {
+	unsigned int n;
+	struct mmsghdr msgs[WGD_BATCH];
+	struct iovec iov[WGD_BATCH];
+	union wg_endpoint dst[WGD_BATCH];
+	struct pkt *pkts[WGD_BATCH];
+};
+
+struct wgd {
+	struct event_base *base;
+	struct wg_device *dev;
+	struct pkt_pool pool;
+	struct uapi_host host;
+	struct uapi_server *uapi;
+	char ifname[IFNAMSIZ];
+
+	int tun_fd;
+	struct event *tun_ev;
+	int sock4, sock6;
+	struct event *sock4_ev, *sock6_ev;
+	uint16_t port;
+	uint32_t fwmark;
+
+	struct event *timer_ev;
+	uint64_t timer_at;		/* when timer_ev fires; UINT64_MAX = not armed */
+	struct event *sig_ev[2];
+
+	struct txq txq;
+	/* Receive batch: recvmmsg fills these. */
+	struct mmsghdr rmsgs[WGD_BATCH];
+	struct iovec riov[WGD_BATCH];
+	union wg_endpoint rsrc[WGD_BATCH];
+	struct pkt *rpkts[WGD_BATCH];
+
+	uint64_t tun_dropped;		/* no buffer, no route, or TUN write failed */
+	uint64_t udp_dropped;		/* sendmmsg failed */
+	uint8_t scratch[PKT_BUFSIZE];	/* drains the TUN when the pool is empty */
+};
+
+/* --- sockets --- */
+
+static int
+sock_for(struct wgd *w, int family)
+{
+	return family == AF_INET6 ? w->sock6 : w->sock4;
+}
+
+static void
+txq_flush(struct wgd *w)
+{
+	struct txq *q = &w->txq;
+	unsigned int i = 0;
+
+	while (i < q->n) {
+		int family = q->dst[i].sa.sa_family, fd = sock_for(w, family);
+		unsigned int j = i, done;
+		int r;
+
+		/* One sendmmsg per run of the same family. */
+		while (j < q->n && q->dst[j].sa.sa_family == family)
+			j++;
+		for (done = i; done < j;) {
+			if (fd < 0) {
+				w->udp_dropped += j - done;
+				break;
+			}
+			r = sendmmsg(fd, &q->msgs[done], j - done, 0);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				/* A full socket buffer or a dead route: drop, as a NIC would. */
+				w->udp_dropped += j - done;
+				break;
+			}
+			done += (unsigned int)r;
+		}
+		i = j;
+	}
+	for (i = 0; i < q->n; i++)
+		pkt_put(&w->pool, q->pkts[i]);
+	q->n = 0;
+}
+
+static void
+txq_add(struct wgd *w, struct pkt *p, const union wg_endpoint *to)
+{
+	struct txq *q = &w->txq;
+	unsigned int i;
+
+	if (to == NULL) {
+		pkt_put(&w->pool, p);
+		w->udp_dropped++;
+		return;
+	}
+	if (q->n == WGD_BATCH)
+		txq_flush(w);
+	i = q->n++;
+	q->pkts[i] = p;
+	q->dst[i] = *to;
+	q->iov[i].iov_base = pkt_data(p);
+	q->iov[i].iov_len = p->len;
+	memset(&q->msgs[i], 0, sizeof q->msgs[i]);
+	q->msgs[i].msg_hdr.msg_name = &q->dst[i];
+	q->msgs[i].msg_hdr.msg_namelen = to->sa.sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	q->msgs[i].msg_hdr.msg_iov = &q->iov[i];
+	q->msgs[i].msg_hdr.msg_iovlen = 1;
+}
+
+static int
+sock_open(int family, uint16_t *port, uint32_t fwmark)
+{
+	union wg_endpoint a;
+	socklen_t len;
+	int fd, one = 1, size = WGD_SOCKBUF;
+
+	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memset(&a, 0, sizeof a);
+	if (family == AF_INET6) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+		a.in6.sin6_family = AF_INET6;
+		a.in6.sin6_port = htons(*port);
+		len = sizeof a.in6;
+	} else {
+		a.in4.sin_family = AF_INET;
+		a.in4.sin_port = htons(*port);
+		len = sizeof a.in4;
+	}
+	/* Big buffers; the FORCE variants pass rmem_max when we hold CAP_NET_ADMIN. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+	if (fwmark && setsockopt(fd, SOL_SOCKET, SO_MARK, &fwmark, sizeof fwmark) < 0)
+		goto fail;
+	if (bind(fd, &a.sa, len) < 0)
+		goto fail;
+	if (getsockname(fd, &a.sa, &len) < 0)
+		goto fail;
+	*port = ntohs(family == AF_INET6 ? a.in6.sin6_port : a.in4.sin_port);
+	return fd;
+fail:
+	{
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+}
+
+static void udp_read_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+socks_close(struct wgd *w)
+{
+	if (w->sock4_ev)
+		event_free(w->sock4_ev);
+	if (w->sock6_ev)
+		event_free(w->sock6_ev);
+	if (w->sock4 >= 0)
+		close(w->sock4);
+	if (w->sock6 >= 0)
+		close(w->sock6);
+	w->sock4_ev = w->sock6_ev = NULL;
+	w->sock4 = w->sock6 = -1;
+}
+
+/*
+ * Binds both families on one port (0 = let the kernel pick, then use the
+ * same for IPv6).  IPv6 may be missing from the host; IPv4 may not.
+ */
+static int
+socks_open(struct wgd *w, uint16_t port, uint32_t fwmark)
+{
+	uint16_t p = port;
+	int s4, s6;
+
+	s4 = sock_open(AF_INET, &p, fwmark);
+	if (s4 < 0)
+		return s4;
+	s6 = sock_open(AF_INET6, &p, fwmark);
+	if (s6 < 0 && s6 != -EAFNOSUPPORT && s6 != -EADDRNOTAVAIL) {
+		close(s4);
+		return s6;
+	}
+	txq_flush(w);
+	socks_close(w);
+	w->sock4 = s4;
+	w->sock6 = s6;
+	w->port = p;
+	w->fwmark = fwmark;
+	w->sock4_ev = event_new(w->base, s4, EV_READ | EV_PERSIST, udp_read_cb, w);
+	event_add(w->sock4_ev, NULL);
+	if (s6 >= 0) {
+		w->sock6_ev = event_new(w->base, s6, EV_READ | EV_PERSIST, udp_read_cb, w);
+		event_add(w->sock6_ev, NULL);
+	}
+	return 0;
+}
+
+/* --- timers --- */
+
+static void
+timer_sync(struct wgd *w)
+{
+	uint64_t next = wg_device_next_deadline(w->dev), now;
+	struct timeval tv;
+
+	if (next >= w->timer_at)
+		return;
+	now = clock_mono_ns();
+	next = next > now ? next - now : 0;
+	tv.tv_sec = (time_t)(next / NSEC_PER_SEC);
+	tv.tv_usec = (suseconds_t)(next % NSEC_PER_SEC / 1000);
+	evtimer_add(w->timer_ev, &tv);
+	w->timer_at = wg_device_next_deadline(w->dev);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wgd *w = arg;
+
+	w->timer_at = UINT64_MAX;
+	wg_device_tick(w->dev, clock_mono_ns());
+	txq_flush(w);
+	timer_sync(w);
+}
+
+/* --- the core's host operations --- */
+
+static void
+op_send(void *ctx, struct wg_peer *peer, const union wg_endpoint *to, const uint8_t *buf, size_t len)
+{
+	struct wgd *w = ctx;
+	int fd;
+
+	/* Handshakes and keepalives are rare: send at once, no batching. */
+	if (to == NULL)
+		return;
+	fd = sock_for(w, to->sa.sa_family);
+	if (fd < 0 || sendto(fd, buf, len, 0, &to->sa, to->sa.sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) < 0)
+		w->udp_dropped++;
+}
+
+static void
+op_send_pkt(void *ctx, struct wg_peer *peer, struct pkt *p)
+{
+	struct wgd *w = ctx;
+	union wg_endpoint ep;
+
+	txq_add(w, p, wg_peer_endpoint(peer, &ep) ? &ep : NULL);
+}
+
+static uint64_t
+op_realtime(void *ctx)
+{
+	return clock_real_ns();
+}
+
+static void
+op_random(void *ctx, void *buf, size_t len)
+{
+	randombytes_buf(buf, len);
+}
+
+static const struct wg_ops wgd_ops = {
+	.send = op_send,
+	.send_pkt = op_send_pkt,
+	.realtime = op_realtime,
+	.random = op_random,
+};
+
+/* --- data path --- */
+
+static void
+tun_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wgd *w = arg;
+	uint64_t now = clock_mono_ns();
+
+	for (int i = 0; i < WGD_BATCH; i++) {
+		struct pkt *p = pkt_get(&w->pool);
+		struct wg_peer *peer;
+		union wg_endpoint ep;
+		ssize_t n;
+
+		if (p == NULL) {
+			/* Drain anyway, or a level-triggered loop would spin. */
+			if (read(fd, w->scratch, sizeof w->scratch) <= 0)
+				break;
+			w->tun_dropped++;
+			continue;
+		}
+		n = read(fd, pkt_data(p), PKT_MAX_PAYLOAD);
+		if (n <= 0) {
+			pkt_put(&w->pool, p);
+			break;
+		}
+		p->len = (uint16_t)n;
+		peer = wg_route(w->dev, pkt_data(p), p->len);
+		if (peer == NULL) {
+			pkt_put(&w->pool, p);
+			w->tun_dropped++;
+			continue;
+		}
+		switch (wg_encrypt(peer, p, now)) {
+		case WG_TX_SEND:
+			txq_add(w, p, wg_peer_endpoint(peer, &ep) ? &ep : NULL);
+			break;
+		case WG_TX_STAGED:
+			break;
+		case WG_TX_DROP:
+			pkt_put(&w->pool, p);
+			w->tun_dropped++;
+			break;
+		}
+	}
+	txq_flush(w);
+	timer_sync(w);
+}
+
+static void
+udp_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wgd *w = arg;
+	unsigned int want = 0;
+	uint64_t now;
+	int n;
+
+	for (; want < WGD_BATCH; want++) {
+		struct pkt *p = pkt_get(&w->pool);
+
+		if (p == NULL)
+			break;
+		w->rpkts[want] = p;
+		w->riov[want].iov_base = pkt_data(p);
+		w->riov[want].iov_len = PKT_BUFSIZE - PKT_HEADROOM;
+		memset(&w->rmsgs[want], 0, sizeof w->rmsgs[want]);
+		w->rmsgs[want].msg_hdr.msg_name = &w->rsrc[want];
+		w->rmsgs[want].msg_hdr.msg_namelen = sizeof w->rsrc[want];
+		w->rmsgs[want].msg_hdr.msg_iov = &w->riov[want];
+		w->rmsgs[want].msg_hdr.msg_iovlen = 1;
+	}
+	n = want ? recvmmsg(fd, w->rmsgs, want, MSG_DONTWAIT, NULL) : -1;
+	now = clock_mono_ns();
+	for (int i = 0; i < n; i++) {
+		struct pkt *p = w->rpkts[i];
+		struct wg_peer *peer;
+
+		if (w->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC)
+			p->len = 0;	/* too big for any WireGuard message we accept: dropped as short */
+		else
+			p->len = (uint16_t)w->rmsgs[i].msg_len;
+		if (wg_receive(w->dev, p, &w->rsrc[i], now, &peer) == WG_RX_DATA &&
+		    write(w->tun_fd, pkt_data(p), p->len) < 0)
+			w->tun_dropped++;
+	}
+	for (unsigned int i = 0; i < want; i++)
+		pkt_put(&w->pool, w->rpkts[i]);
+	txq_flush(w);
+	timer_sync(w);
+}
+
+/* --- UAPI host --- */
+
+static uint16_t
+host_get_port(void *ctx)
+{
+	return ((struct wgd *)ctx)->port;
+}
+
+static int
+host_set_port(void *ctx, uint16_t port)
+{
+	struct wgd *w = ctx;
+
+	if (port == w->port && port != 0)
+		return 0;
+	return socks_open(w, port, w->fwmark);
+}
+
+static uint32_t
+host_get_fwmark(void *ctx)
+{
+	return ((struct wgd *)ctx)->fwmark;
+}
+
+static int
+host_set_fwmark(void *ctx, uint32_t mark)
+{
+	struct wgd *w = ctx;
+
+	for (int i = 0; i < 2; i++) {
+		int fd = i ? w->sock6 : w->sock4;
+
+		if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) < 0)
+			return -errno;
+	}
+	w->fwmark = mark;
+	return 0;
+}
+
+static uint64_t
+host_now(void *ctx)
+{
+	return clock_mono_ns();
+}
+
+static void
+host_changed(void *ctx)
+{
+	struct wgd *w = ctx;
+
+	txq_flush(w);
+	timer_sync(w);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct wgd *w = arg;
+
+	log_info("%s: signal %d, shutting down", w->ifname, (int)sig);
+	event_base_loopbreak(w->base);
+}
+
+/* --- life cycle --- */
+
+static void
+wgd_free(struct wgd *w)
+{
+	uapi_server_close(w->uapi);
+	socks_close(w);
+	for (int i = 0; i < 2; i++)
+		if (w->sig_ev[i])
+			event_free(w->sig_ev[i]);
+	if (w->timer_ev)
+		event_free(w->timer_ev);
+	if (w->tun_ev)
+		event_free(w->tun_ev);
+	if (w->tun_fd >= 0)
+		close(w->tun_fd);
+	wg_device_free(w->dev);
+	pkt_pool_free(&w->pool);
+	if (w->base)
+		event_base_free(w->base);
+	free(w);
+}
+
+static struct wgd *
+wgd_new(const char *ifname, char **cause)
+{
+	struct wgd *w = xcalloc(1, sizeof *w);
+	int err;
+
+	w->tun_fd = w->sock4 = w->sock6 = -1;
+	w->timer_at = UINT64_MAX;
+	snprintf(w->ifname, sizeof w->ifname, "%s", ifname);
+	w->base = event_base_new();
+	if (w->base == NULL || pkt_pool_init(&w->pool, WGD_POOL) < 0) {
+		*cause = xstrdup("out of memory");
+		goto fail;
+	}
+	w->dev = wg_device_new(&wgd_ops, w, &w->pool);
+	if (w->dev == NULL) {
+		*cause = xstrdup("out of memory");
+		goto fail;
+	}
+	w->tun_fd = tun_open(w->ifname, cause);
+	if (w->tun_fd < 0)
+		goto fail;
+	/* A fresh device gets WireGuard's usual MTU; an existing one keeps its own. */
+	if (tun_get_mtu(w->ifname) == 1500)
+		(void)tun_set_mtu(w->ifname, WGD_DEFAULT_MTU);
+	err = tun_get_mtu(w->ifname);
+	wg_device_set_mtu(w->dev, err > 0 ? (unsigned int)err : WGD_DEFAULT_MTU);
+	err = socks_open(w, 0, 0);
+	if (err < 0) {
+		if (asprintf(cause, "UDP socket: %s", strerror(-err)) < 0)
+			*cause = NULL;
+		goto fail;
+	}
+	w->tun_ev = event_new(w->base, w->tun_fd, EV_READ | EV_PERSIST, tun_read_cb, w);
+	w->timer_ev = evtimer_new(w->base, timer_cb, w);
+	w->sig_ev[0] = evsignal_new(w->base, SIGTERM, signal_cb, w);
+	w->sig_ev[1] = evsignal_new(w->base, SIGINT, signal_cb, w);
+	event_add(w->tun_ev, NULL);
+	event_add(w->sig_ev[0], NULL);
+	event_add(w->sig_ev[1], NULL);
+
+	w->host = (struct uapi_host){
+		.ctx = w,
+		.get_listen_port = host_get_port,
+		.set_listen_port = host_set_port,
+		.get_fwmark = host_get_fwmark,
+		.set_fwmark = host_set_fwmark,
+		.now = host_now,
+		.changed = host_changed,
+	};
+	w->uapi = uapi_server_open(w->base, w->ifname, w->dev, &w->host, cause);
+	if (w->uapi == NULL)
+		goto fail;
+	return w;
+fail:
+	wgd_free(w);
+	return NULL;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: meshd wg [-f] IFNAME    run a userspace WireGuard interface (configure with wg(8))\n"
+	    "       meshd wg --stats IFNAME show the interface's packet and drop counters\n");
+}
+
+static int
+print_stats(const char *ifname)
+{
+	char *resp = NULL;
+	int r = uapi_client_request(ifname, "get=stats\n\n", &resp);
+
+	if (resp == NULL) {
+		fprintf(stderr, "meshd wg: %s: %s\n", ifname, strerror(-r));
+		return 1;
+	}
+	/* Print the counters without the protocol's closing errno line. */
+	for (char *line = strtok(resp, "\n"); line; line = strtok(NULL, "\n"))
+		if (strncmp(line, "errno=", 6) != 0)
+			printf("%s\n", line);
+	free(resp);
+	return r == 0 ? 0 : 1;
+}
+
+/*
+ * Forks; the parent waits until the child reports that the interface is up
+ * (or why not) and exits with that status, so `meshd wg IFNAME` fails
+ * visibly when it cannot create the device.
+ */
+static int
+background(int *notify_fd)
+{
+	int fds[2];
+	pid_t pid;
+	char c;
+
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(fds[1]);
+		if (read(fds[0], &c, 1) != 1)
+			c = 1;
+		_exit(c == 0 ? 0 : 1);
+	}
+	close(fds[0]);
+	setsid();
+	*notify_fd = fds[1];
+	return 0;
+}
+
+int
+wgd_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "stats", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool foreground = false, stats = false;
+	int c, notify = -1, ret = 1;
+	char *cause = NULL;
+	struct wgd *w;
+
+	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': foreground = true; break;
+		case 's': stats = true; break;
+		default: usage(); return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind != argc - 1 || strlen(argv[optind]) >= IFNAMSIZ) {
+		usage();
+		return 2;
+	}
+	if (stats)
+		return print_stats(argv[optind]);
+	if (sodium_init() < 0)
+		fatal("libsodium failed to initialise");
+	if (!foreground && background(&notify) < 0)
+		fatal("fork: %s", strerror(errno));
+
+	w = wgd_new(argv[optind], &cause);
+	if (w == NULL) {
+		log_err("%s", cause ? cause : "failed to start");
+		free(cause);
+		if (notify >= 0)
+			(void)!write(notify, "\1", 1);
+		return 1;
+	}
+	log_info("%s: up, listening on UDP port %u", w->ifname, w->port);
+	if (notify >= 0) {
+		int devnull = open("/dev/null", O_RDWR);
+
+		(void)!write(notify, "\0", 1);
+		close(notify);
+		if (devnull >= 0) {
+			dup2(devnull, 0);
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+			close(devnull);
+		}
+	}
+	event_base_dispatch(w->base);
+	ret = 0;
+	log_info("%s: down", w->ifname);
+	wgd_free(w);
+	return ret;
+}
