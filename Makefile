@@ -113,13 +113,13 @@ check: deps
 demo: deps all
 	scripts/demo.sh
 
-bench: all
+bench: deps all
 	tests/bench/wg-throughput.sh
 
 install: all
 	install -D -m 0755 meshd $(DESTDIR)$(PREFIX)/sbin/meshd
 	install -D -m 0755 meshctl $(DESTDIR)$(PREFIX)/bin/meshctl
-	install -D -m 0644 packaging/meshd.service $(DESTDIR)/lib/systemd/system/meshd.service
+	install -D -m 0644 packaging/meshd-wg@.service $(DESTDIR)/lib/systemd/system/meshd-wg@.service
 
 clean:
 	rm -rf build meshd meshctl

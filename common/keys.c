@@ -51,7 +51,7 @@ key_from_hex(uint8_t key[static KEY_LEN], const char *hex)
 		int lo = hex_to_nibble((unsigned char)hex[i * 2 + 1]);
 
 		bad |= (hi | lo) >> 8;	/* negative -> all ones */
-		key[i] = (uint8_t)(hi << 4 | lo);
+		key[i] = (uint8_t)((unsigned int)hi << 4 | (unsigned int)lo);
 	}
 	if (!bad)
 		return true;

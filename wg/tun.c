@@ -12,10 +12,10 @@
 #include "wg/tun.h"
 
 int
-tun_open(char name[static IFNAMSIZ], char **cause)
+tun_open(char name[static IFNAMSIZ], bool offload, bool *vnet, char **cause)
 {
 	struct ifreq ifr;
-	int fd, err;
+	int fd, err, hdrlen = 10;
 
 	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -25,7 +25,7 @@ tun_open(char name[static IFNAMSIZ], char **cause)
 		return err;
 	}
 	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (offload ? IFF_VNET_HDR : 0);
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		err = -errno;
@@ -35,6 +35,17 @@ tun_open(char name[static IFNAMSIZ], char **cause)
 		return err;
 	}
 	snprintf(name, IFNAMSIZ, "%s", ifr.ifr_name);
+	*vnet = false;
+	if (offload) {
+		/* TSO lets the kernel hand us 64 KiB of TCP per read; without it, no virtio headers. */
+		if (ioctl(fd, TUNSETVNETHDRSZ, &hdrlen) == 0 &&
+		    ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) == 0) {
+			*vnet = true;
+		} else {
+			close(fd);
+			return tun_open(name, false, vnet, cause);
+		}
+	}
 	return fd;
 }
 

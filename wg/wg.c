@@ -1057,11 +1057,11 @@ promote_next(struct wg_peer *peer, uint64_t now)
 }
 
 static enum wg_rx
-receive_data(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src, uint64_t now,
-    struct wg_peer **peer_out)
+receive_data(struct wg_device *dev, uint8_t *msg, size_t len, const union wg_endpoint *src,
+    uint64_t now, struct wg_rx_info *info)
 {
-	uint8_t *msg = pkt_data(p), *payload = msg + WG_DATA_HEADER_LEN;
-	size_t plen = p->len - WG_DATA_MIN_LEN, n;
+	uint8_t *payload = msg + WG_DATA_HEADER_LEN;
+	size_t plen = len - WG_DATA_MIN_LEN, n;
 	struct index_entry *ie = index_lookup(dev, get_le32(msg + 4));
 	struct wg_keypair *kp;
 	struct wg_peer *peer;
@@ -1089,7 +1089,7 @@ receive_data(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src,
 	if (kp == peer->kp_next)
 		promote_next(peer, now);
 	update_endpoint(peer, src);
-	peer->rx_bytes += p->len;
+	peer->rx_bytes += len;
 	timers_any_authenticated_packet_traversal(peer, now);
 	timers_any_authenticated_packet_received(peer);
 	/* The receiving side's rekey: one last try before the session expires. */
@@ -1113,20 +1113,19 @@ receive_data(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src,
 		dev->stats.rx_bad_source++;
 		return WG_RX_DROP;
 	}
-	p->off += WG_DATA_HEADER_LEN;
-	p->len = (uint16_t)n;
-	*peer_out = peer;
+	info->peer = peer;
+	info->data = payload;
+	info->len = n;
 	return WG_RX_DATA;
 }
 
 enum wg_rx
-wg_receive(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src, uint64_t now,
-    struct wg_peer **peer_out)
+wg_receive(struct wg_device *dev, uint8_t *msg, size_t len, const union wg_endpoint *src,
+    uint64_t now, struct wg_rx_info *info)
 {
-	const uint8_t *msg = pkt_data(p);
-	size_t len = p->len;
-
-	*peer_out = NULL;
+	info->peer = NULL;
+	info->data = NULL;
+	info->len = 0;
 	if (len < 4) {
 		dev->stats.rx_short++;
 		return WG_RX_DROP;
@@ -1150,7 +1149,7 @@ wg_receive(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src, u
 	case WG_MSG_DATA:
 		if (len < WG_DATA_MIN_LEN)
 			break;
-		return receive_data(dev, p, src, now, peer_out);
+		return receive_data(dev, msg, len, src, now, info);
 	default:
 		dev->stats.rx_bad_type++;
 		return WG_RX_DROP;

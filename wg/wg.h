@@ -15,7 +15,7 @@
  *  - wg_encrypt() either hands the buffer back ready to send, takes it into
  *    the peer's staging queue, or hands it back for the caller to free.
  *  - Staged packets leave through wg_ops.send_pkt(), which takes ownership.
- *  - wg_receive() never keeps the buffer.
+ *  - wg_receive() works on the caller's buffer and never keeps it.
  */
 
 #include <netinet/in.h>
@@ -212,14 +212,24 @@ enum wg_tx wg_encrypt(struct wg_peer *peer, struct pkt *p, uint64_t now)
 	__attribute__((warn_unused_result));
 
 enum wg_rx {
-	WG_RX_DATA,	/* p now holds the inner IP packet; peer_out is its sender */
+	WG_RX_DATA,	/* an inner IP packet was decrypted; see struct wg_rx_info */
 	WG_RX_CONSUMED,	/* handshake, cookie or keepalive: nothing to deliver */
 	WG_RX_DROP,	/* bad input; counted in wg_stats */
 };
 
-/* Processes one datagram received from src. */
-enum wg_rx wg_receive(struct wg_device *dev, struct pkt *p, const union wg_endpoint *src,
-    uint64_t now, struct wg_peer **peer_out) __attribute__((warn_unused_result));
+struct wg_rx_info {
+	struct wg_peer *peer;	/* the sender */
+	uint8_t *data;		/* the inner packet, decrypted in place within msg */
+	size_t len;
+};
+
+/*
+ * Processes one datagram of len bytes received from src.  Data messages are
+ * decrypted in place; the WireGuard header in front of the inner packet
+ * (WG_DATA_HEADER_LEN bytes) is then free for the caller to reuse.
+ */
+enum wg_rx wg_receive(struct wg_device *dev, uint8_t *msg, size_t len, const union wg_endpoint *src,
+    uint64_t now, struct wg_rx_info *info) __attribute__((warn_unused_result));
 
 /* Writes src (an endpoint) as "ip:port" or "[ip6]:port"; returns buf. */
 char *wg_endpoint_str(const union wg_endpoint *ep, char *buf, size_t len);

@@ -6,11 +6,22 @@
  * by wg(8) over the UAPI socket, like wireguard-go.
  *
  * One libevent loop moves packets between the TUN device and one UDP socket
- * per address family.  Datagrams are read with recvmmsg and written with
- * sendmmsg in batches of WGD_BATCH; every buffer comes from a pool sized at
- * start-up.
+ * per address family, with the kernel's offloads doing the per-packet work
+ * where it can (perf.md §1.1):
+ *  - the TUN is opened with IFF_VNET_HDR and TSO, so one read() returns a
+ *    TCP super-packet of up to 64 KiB, which offload_split() cuts into
+ *    MTU-sized packets;
+ *  - encrypted datagrams to one endpoint leave as one UDP GSO send
+ *    (UDP_SEGMENT), many of them per sendmmsg();
+ *  - UDP_GRO hands us runs of datagrams in one buffer, many per recvmmsg(),
+ *    which are decrypted in place;
+ *  - decrypted TCP segments of one flow are coalesced back into a
+ *    super-packet for a single TUN write.
+ * Packet buffers come from a pool sized at start-up; nothing on the packet
+ * path allocates.
  */
 #include <arpa/inet.h>
+#include <netinet/udp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,22 +41,42 @@
 #include "common/log.h"
 #include "common/pkt.h"
 #include "common/util.h"
+#include "wg/offload.h"
 #include "wg/tun.h"
 #include "wg/uapi.h"
 #include "wg/wg.h"
 #include "wg/wgd.h"
 
-#define WGD_BATCH	64
 #define WGD_POOL	2048		/* ~3.3 MB of packet buffers */
 #define WGD_SOCKBUF	(7 << 20)	/* as wireguard-go: absorbs bursts at high rates */
 #define WGD_DEFAULT_MTU	1420
+#define WGD_TUN_READS	8		/* super-packets read per wake-up, to bound latency */
+#define WGD_SPLIT_MAX	128		/* segments one super-packet may become */
+#define WGD_RX_SLOTS	8		/* recvmmsg batch; each slot takes a GRO run */
+#define WGD_RX_SLOT	65536
+#define WGD_GRO_BATCH	(WGD_RX_SLOTS * UDP_GSO_MAX)	/* packets one recvmmsg can yield */
+#define TXQ_PKTS	256
+#define UDP_GSO_MAX	64		/* the kernel's UDP_MAX_SEGMENTS */
+#define UDP_GSO_BYTES	65000
 
+/*
+ * Datagrams waiting to be sent.  Consecutive datagrams to the same endpoint
+ * with the same size share one message as UDP GSO segments (only the last may
+ * be shorter); the segments are separate iovecs, so nothing is copied.
+ */
 struct txq {
-	unsigned int n;
-	struct mmsghdr msgs[WGD_BATCH];
-	struct iovec iov[WGD_BATCH];
-	union wg_endpoint dst[WGD_BATCH];
-	struct pkt *pkts[WGD_BATCH];
+	unsigned int npkts, nmsgs;
+	struct pkt *pkts[TXQ_PKTS];
+	struct iovec iov[TXQ_PKTS];
+	struct mmsghdr msgs[TXQ_PKTS];
+	union wg_endpoint dst[TXQ_PKTS];
+	uint16_t seg[TXQ_PKTS];
+	uint32_t bytes[TXQ_PKTS];
+	bool closed[TXQ_PKTS];		/* got a short segment: no more may follow */
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} cmsg[TXQ_PKTS];
 };
 
 struct wgd {
@@ -66,16 +98,27 @@ struct wgd {
 	uint64_t timer_at;		/* when timer_ev fires; UINT64_MAX = not armed */
 	struct event *sig_ev[2];
 
+	bool vnet;			/* TUN has virtio headers and TSO */
+	bool udp_gso;
+	bool udp_gro;
+
 	struct txq txq;
 	/* Receive batch: recvmmsg fills these. */
-	struct mmsghdr rmsgs[WGD_BATCH];
-	struct iovec riov[WGD_BATCH];
-	union wg_endpoint rsrc[WGD_BATCH];
-	struct pkt *rpkts[WGD_BATCH];
+	struct mmsghdr rmsgs[WGD_RX_SLOTS];
+	struct iovec riov[WGD_RX_SLOTS];
+	union wg_endpoint rsrc[WGD_RX_SLOTS];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} rcmsg[WGD_RX_SLOTS];
+	uint8_t *rbuf;			/* WGD_RX_SLOTS * WGD_RX_SLOT bytes */
+	struct offload_gro *gro;
+
+	uint8_t *tunbuf;		/* one super-packet read from the TUN */
+	struct pkt *split[WGD_SPLIT_MAX];
 
 	uint64_t tun_dropped;		/* no buffer, no route, or TUN write failed */
 	uint64_t udp_dropped;		/* sendmmsg failed */
-	uint8_t scratch[PKT_BUFSIZE];	/* drains the TUN when the pool is empty */
 };
 
 /* --- sockets --- */
@@ -86,19 +129,49 @@ sock_for(struct wgd *w, int family)
 	return family == AF_INET6 ? w->sock6 : w->sock4;
 }
 
+static bool
+same_endpoint(const union wg_endpoint *a, const union wg_endpoint *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET6)
+		return a->in6.sin6_port == b->in6.sin6_port &&
+		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0 &&
+		    a->in6.sin6_scope_id == b->in6.sin6_scope_id;
+	return a->in4.sin_port == b->in4.sin_port && a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
+}
+
 static void
 txq_flush(struct wgd *w)
 {
 	struct txq *q = &w->txq;
 	unsigned int i = 0;
 
-	while (i < q->n) {
+	for (i = 0; i < q->nmsgs; i++) {
+		struct msghdr *mh = &q->msgs[i].msg_hdr;
+
+		mh->msg_name = &q->dst[i];
+		mh->msg_namelen = q->dst[i].sa.sa_family == AF_INET6 ?
+		    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+		if (mh->msg_iovlen > 1) {
+			struct cmsghdr *cm = (struct cmsghdr *)q->cmsg[i].buf;
+
+			cm->cmsg_level = SOL_UDP;
+			cm->cmsg_type = UDP_SEGMENT;
+			cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+			memcpy(CMSG_DATA(cm), &q->seg[i], sizeof(uint16_t));
+			mh->msg_control = q->cmsg[i].buf;
+			mh->msg_controllen = sizeof q->cmsg[i].buf;
+		}
+	}
+	i = 0;
+	while (i < q->nmsgs) {
 		int family = q->dst[i].sa.sa_family, fd = sock_for(w, family);
 		unsigned int j = i, done;
 		int r;
 
 		/* One sendmmsg per run of the same family. */
-		while (j < q->n && q->dst[j].sa.sa_family == family)
+		while (j < q->nmsgs && q->dst[j].sa.sa_family == family)
 			j++;
 		for (done = i; done < j;) {
 			if (fd < 0) {
@@ -109,6 +182,15 @@ txq_flush(struct wgd *w)
 			if (r < 0) {
 				if (errno == EINTR)
 					continue;
+				/*
+				 * EIO means the route's device cannot checksum GSO
+				 * segments: fall back to one datagram per message.
+				 */
+				if (errno == EIO && w->udp_gso) {
+					log_warn("%s: UDP GSO refused by the kernel; turning it off",
+					    w->ifname);
+					w->udp_gso = false;
+				}
 				/* A full socket buffer or a dead route: drop, as a NIC would. */
 				w->udp_dropped += j - done;
 				break;
@@ -117,35 +199,45 @@ txq_flush(struct wgd *w)
 		}
 		i = j;
 	}
-	for (i = 0; i < q->n; i++)
+	for (i = 0; i < q->npkts; i++)
 		pkt_put(&w->pool, q->pkts[i]);
-	q->n = 0;
+	q->npkts = q->nmsgs = 0;
 }
 
 static void
 txq_add(struct wgd *w, struct pkt *p, const union wg_endpoint *to)
 {
 	struct txq *q = &w->txq;
-	unsigned int i;
+	unsigned int m = q->nmsgs - 1, i;
 
 	if (to == NULL) {
 		pkt_put(&w->pool, p);
 		w->udp_dropped++;
 		return;
 	}
-	if (q->n == WGD_BATCH)
+	if (q->npkts == TXQ_PKTS)
 		txq_flush(w);
-	i = q->n++;
+	i = q->npkts++;
 	q->pkts[i] = p;
-	q->dst[i] = *to;
 	q->iov[i].iov_base = pkt_data(p);
 	q->iov[i].iov_len = p->len;
-	memset(&q->msgs[i], 0, sizeof q->msgs[i]);
-	q->msgs[i].msg_hdr.msg_name = &q->dst[i];
-	q->msgs[i].msg_hdr.msg_namelen = to->sa.sa_family == AF_INET6 ?
-	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	q->msgs[i].msg_hdr.msg_iov = &q->iov[i];
-	q->msgs[i].msg_hdr.msg_iovlen = 1;
+
+	if (w->udp_gso && q->nmsgs > 0 && !q->closed[m] && p->len <= q->seg[m] &&
+	    q->msgs[m].msg_hdr.msg_iovlen < UDP_GSO_MAX &&
+	    q->bytes[m] + p->len <= UDP_GSO_BYTES && same_endpoint(&q->dst[m], to)) {
+		q->msgs[m].msg_hdr.msg_iovlen++;
+		q->bytes[m] += p->len;
+		q->closed[m] = p->len < q->seg[m];
+		return;
+	}
+	m = q->nmsgs++;
+	memset(&q->msgs[m], 0, sizeof q->msgs[m]);
+	q->msgs[m].msg_hdr.msg_iov = &q->iov[i];
+	q->msgs[m].msg_hdr.msg_iovlen = 1;
+	q->dst[m] = *to;
+	q->seg[m] = p->len;
+	q->bytes[m] = p->len;
+	q->closed[m] = false;
 }
 
 static int
@@ -176,6 +268,8 @@ sock_open(int family, uint16_t *port, uint32_t fwmark)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
 	if (fwmark && setsockopt(fd, SOL_SOCKET, SO_MARK, &fwmark, sizeof fwmark) < 0)
 		goto fail;
+	/* Coalesced receive; harmless where unsupported (we then get single datagrams). */
+	setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);
 	if (bind(fd, &a.sa, len) < 0)
 		goto fail;
 	if (getsockname(fd, &a.sa, &len) < 0)
@@ -317,91 +411,184 @@ static const struct wg_ops wgd_ops = {
 
 /* --- data path --- */
 
+/* Encrypts one inner packet for its peer and queues the datagram. */
+static void
+tun_packet(struct wgd *w, struct pkt *p, uint64_t now)
+{
+	struct wg_peer *peer = wg_route(w->dev, pkt_data(p), p->len);
+	union wg_endpoint ep;
+
+	if (peer == NULL) {
+		pkt_put(&w->pool, p);
+		w->tun_dropped++;
+		return;
+	}
+	switch (wg_encrypt(peer, p, now)) {
+	case WG_TX_SEND:
+		txq_add(w, p, wg_peer_endpoint(peer, &ep) ? &ep : NULL);
+		break;
+	case WG_TX_STAGED:
+		break;
+	case WG_TX_DROP:
+		pkt_put(&w->pool, p);
+		w->tun_dropped++;
+		break;
+	}
+}
+
+/* One read(): a plain packet, or with virtio headers possibly a TSO super-packet. */
+static bool
+tun_read_one(struct wgd *w, uint64_t now)
+{
+	uint8_t *out[WGD_SPLIT_MAX];
+	uint16_t lens[WGD_SPLIT_MAX];
+	size_t n = 0;
+	ssize_t len;
+	int segs;
+
+	len = read(w->tun_fd, w->tunbuf, OFFLOAD_MAX_PKT + OFFLOAD_VNET_HDR_LEN);
+	if (len <= 0)
+		return false;
+	while (n < WGD_SPLIT_MAX && (w->split[n] = pkt_get(&w->pool)) != NULL) {
+		out[n] = pkt_data(w->split[n]);
+		n++;
+	}
+	if (w->vnet) {
+		segs = offload_split(w->tunbuf, (size_t)len, out, PKT_MAX_PAYLOAD, lens, n);
+	} else if (n > 0 && (size_t)len <= PKT_MAX_PAYLOAD) {
+		memcpy(out[0], w->tunbuf, (size_t)len);
+		lens[0] = (uint16_t)len;
+		segs = 1;
+	} else {
+		segs = -EMSGSIZE;
+	}
+	if (segs < 0)
+		w->tun_dropped++;
+	for (size_t i = 0; i < n; i++) {
+		if ((int)i < segs) {
+			w->split[i]->len = lens[i];
+			tun_packet(w, w->split[i], now);
+		} else {
+			pkt_put(&w->pool, w->split[i]);
+		}
+	}
+	return true;
+}
+
 static void
 tun_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct wgd *w = arg;
 	uint64_t now = clock_mono_ns();
 
-	for (int i = 0; i < WGD_BATCH; i++) {
-		struct pkt *p = pkt_get(&w->pool);
-		struct wg_peer *peer;
-		union wg_endpoint ep;
-		ssize_t n;
-
-		if (p == NULL) {
-			/* Drain anyway, or a level-triggered loop would spin. */
-			if (read(fd, w->scratch, sizeof w->scratch) <= 0)
-				break;
-			w->tun_dropped++;
-			continue;
-		}
-		n = read(fd, pkt_data(p), PKT_MAX_PAYLOAD);
-		if (n <= 0) {
-			pkt_put(&w->pool, p);
-			break;
-		}
-		p->len = (uint16_t)n;
-		peer = wg_route(w->dev, pkt_data(p), p->len);
-		if (peer == NULL) {
-			pkt_put(&w->pool, p);
-			w->tun_dropped++;
-			continue;
-		}
-		switch (wg_encrypt(peer, p, now)) {
-		case WG_TX_SEND:
-			txq_add(w, p, wg_peer_endpoint(peer, &ep) ? &ep : NULL);
-			break;
-		case WG_TX_STAGED:
-			break;
-		case WG_TX_DROP:
-			pkt_put(&w->pool, p);
-			w->tun_dropped++;
-			break;
-		}
-	}
+	for (int i = 0; i < WGD_TUN_READS && tun_read_one(w, now); i++)
+		;
 	txq_flush(w);
 	timer_sync(w);
+}
+
+static void
+tun_write(struct wgd *w, uint8_t *data, size_t len)
+{
+	if (w->vnet) {
+		/* The bytes in front held the WireGuard header; reuse them for a plain virtio header. */
+		data -= OFFLOAD_VNET_HDR_LEN;
+		len += OFFLOAD_VNET_HDR_LEN;
+		memset(data, 0, OFFLOAD_VNET_HDR_LEN);
+	}
+	if (write(w->tun_fd, data, len) < 0)
+		w->tun_dropped++;
+}
+
+static void
+gro_flush(struct wgd *w)
+{
+	const struct offload_write *wr;
+	size_t n = offload_gro_flush(w->gro, &wr);
+
+	for (size_t i = 0; i < n; i++)
+		if (writev(w->tun_fd, wr[i].iov, (int)wr[i].iovcnt) < 0)
+			w->tun_dropped++;
+	offload_gro_reset(w->gro);
+}
+
+static void
+deliver(struct wgd *w, const struct wg_rx_info *rx)
+{
+	int r;
+
+	if (w->gro == NULL) {
+		tun_write(w, rx->data, rx->len);
+		return;
+	}
+	r = offload_gro_add(w->gro, rx->data, rx->len);
+	if (r == -ENOSPC) {
+		gro_flush(w);
+		r = offload_gro_add(w->gro, rx->data, rx->len);
+	}
+	if (r < 0)
+		w->tun_dropped++;
+}
+
+static int
+gro_size(const struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR((struct msghdr *)mh, cm)) {
+		if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+			int v;
+
+			memcpy(&v, CMSG_DATA(cm), sizeof v);
+			return v;
+		}
+	}
+	return 0;
 }
 
 static void
 udp_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct wgd *w = arg;
-	unsigned int want = 0;
 	uint64_t now;
 	int n;
 
-	for (; want < WGD_BATCH; want++) {
-		struct pkt *p = pkt_get(&w->pool);
+	for (unsigned int i = 0; i < WGD_RX_SLOTS; i++) {
+		struct msghdr *mh = &w->rmsgs[i].msg_hdr;
 
-		if (p == NULL)
-			break;
-		w->rpkts[want] = p;
-		w->riov[want].iov_base = pkt_data(p);
-		w->riov[want].iov_len = PKT_BUFSIZE - PKT_HEADROOM;
-		memset(&w->rmsgs[want], 0, sizeof w->rmsgs[want]);
-		w->rmsgs[want].msg_hdr.msg_name = &w->rsrc[want];
-		w->rmsgs[want].msg_hdr.msg_namelen = sizeof w->rsrc[want];
-		w->rmsgs[want].msg_hdr.msg_iov = &w->riov[want];
-		w->rmsgs[want].msg_hdr.msg_iovlen = 1;
+		w->riov[i].iov_base = w->rbuf + (size_t)i * WGD_RX_SLOT;
+		w->riov[i].iov_len = WGD_RX_SLOT;
+		memset(mh, 0, sizeof *mh);
+		mh->msg_name = &w->rsrc[i];
+		mh->msg_namelen = sizeof w->rsrc[i];
+		mh->msg_iov = &w->riov[i];
+		mh->msg_iovlen = 1;
+		mh->msg_control = w->rcmsg[i].buf;
+		mh->msg_controllen = sizeof w->rcmsg[i].buf;
 	}
-	n = want ? recvmmsg(fd, w->rmsgs, want, MSG_DONTWAIT, NULL) : -1;
+	n = recvmmsg(fd, w->rmsgs, WGD_RX_SLOTS, MSG_DONTWAIT, NULL);
 	now = clock_mono_ns();
 	for (int i = 0; i < n; i++) {
-		struct pkt *p = w->rpkts[i];
-		struct wg_peer *peer;
+		uint8_t *buf = w->riov[i].iov_base;
+		size_t len = w->rmsgs[i].msg_len, seg = (size_t)gro_size(&w->rmsgs[i].msg_hdr);
+		struct wg_rx_info rx;
 
-		if (w->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC)
-			p->len = 0;	/* too big for any WireGuard message we accept: dropped as short */
-		else
-			p->len = (uint16_t)w->rmsgs[i].msg_len;
-		if (wg_receive(w->dev, p, &w->rsrc[i], now, &peer) == WG_RX_DATA &&
-		    write(w->tun_fd, pkt_data(p), p->len) < 0)
-			w->tun_dropped++;
+		/* A truncated datagram is no message we accept: count it as short. */
+		if (len == 0 || (w->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+			enum wg_rx r = wg_receive(w->dev, buf, 0, &w->rsrc[i], now, &rx);
+
+			(void)r;	/* always a drop */
+			continue;
+		}
+		/* Without GRO a run is a single datagram. */
+		if (seg == 0 || seg > len)
+			seg = len;
+		for (size_t off = 0; off < len; off += seg) {
+			if (wg_receive(w->dev, buf + off, MIN(seg, len - off), &w->rsrc[i], now, &rx) ==
+			    WG_RX_DATA)
+				deliver(w, &rx);
+		}
 	}
-	for (unsigned int i = 0; i < want; i++)
-		pkt_put(&w->pool, w->rpkts[i]);
+	if (w->gro != NULL)
+		gro_flush(w);
 	txq_flush(w);
 	timer_sync(w);
 }
@@ -487,6 +674,9 @@ wgd_free(struct wgd *w)
 		close(w->tun_fd);
 	wg_device_free(w->dev);
 	pkt_pool_free(&w->pool);
+	offload_gro_free(w->gro);
+	free(w->rbuf);
+	free(w->tunbuf);
 	if (w->base)
 		event_base_free(w->base);
 	free(w);
@@ -502,7 +692,10 @@ wgd_new(const char *ifname, char **cause)
 	w->timer_at = UINT64_MAX;
 	snprintf(w->ifname, sizeof w->ifname, "%s", ifname);
 	w->base = event_base_new();
-	if (w->base == NULL || pkt_pool_init(&w->pool, WGD_POOL) < 0) {
+	w->rbuf = malloc((size_t)WGD_RX_SLOTS * WGD_RX_SLOT);
+	w->tunbuf = malloc(OFFLOAD_MAX_PKT + OFFLOAD_VNET_HDR_LEN);
+	if (w->base == NULL || w->rbuf == NULL || w->tunbuf == NULL ||
+	    pkt_pool_init(&w->pool, WGD_POOL) < 0) {
 		*cause = xstrdup("out of memory");
 		goto fail;
 	}
@@ -511,9 +704,14 @@ wgd_new(const char *ifname, char **cause)
 		*cause = xstrdup("out of memory");
 		goto fail;
 	}
-	w->tun_fd = tun_open(w->ifname, cause);
+	w->tun_fd = tun_open(w->ifname, !getenv("MESHD_NO_OFFLOAD"), &w->vnet, cause);
 	if (w->tun_fd < 0)
 		goto fail;
+	w->udp_gso = w->vnet;
+	if (w->vnet && (w->gro = offload_gro_new(WGD_GRO_BATCH)) == NULL) {
+		*cause = xstrdup("out of memory");
+		goto fail;
+	}
 	/* A fresh device gets WireGuard's usual MTU; an existing one keeps its own. */
 	if (tun_get_mtu(w->ifname) == 1500)
 		(void)tun_set_mtu(w->ifname, WGD_DEFAULT_MTU);
@@ -646,7 +844,8 @@ wgd_main(int argc, char **argv)
 			(void)!write(notify, "\1", 1);
 		return 1;
 	}
-	log_info("%s: up, listening on UDP port %u", w->ifname, w->port);
+	log_info("%s: up, listening on UDP port %u%s", w->ifname, w->port,
+	    w->vnet ? ", with TUN and UDP offloads" : "");
 	if (notify >= 0) {
 		int devnull = open("/dev/null", O_RDWR);
 

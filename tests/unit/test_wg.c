@@ -190,15 +190,11 @@ flush(struct host *h, uint64_t now)
 
 	cur_now = now;
 	for (size_t i = 0; i < h->nout; i++) {
-		struct pkt *p = pkt_get(&h->other->pool);
-		struct wg_peer *from;
+		struct wg_rx_info rx;
 
-		assert_non_null(p);
-		memcpy(pkt_data(p), h->out[i].buf, h->out[i].len);
-		p->len = (uint16_t)h->out[i].len;
-		if (wg_receive(h->other->dev, p, &h->addr, now, &from) == WG_RX_DATA)
+		if (wg_receive(h->other->dev, h->out[i].buf, h->out[i].len, &h->addr, now, &rx) ==
+		    WG_RX_DATA)
 			data++;
-		pkt_put(&h->other->pool, p);
 	}
 	h->nout = 0;
 	return data;
@@ -318,9 +314,9 @@ static void
 test_framed_exchange(void **state)
 {
 	struct host a, b;
-	struct wg_peer *pa, *pb, *from;
-	uint8_t e[32], idx[4], init[WG_INITIATION_LEN];
-	struct pkt *p;
+	struct wg_peer *pa, *pb;
+	uint8_t e[32], idx[4], init[WG_INITIATION_LEN], buf[80];
+	struct wg_rx_info rx;
 
 	host_init(&a, 0x00, 1000);
 	host_init(&b, 0x40, 2000);
@@ -358,20 +354,16 @@ test_framed_exchange(void **state)
 	assert_int_equal(b.out[0].len, 80);
 	assert_hex(b.out[0].buf, "040000004433221100000000000000003ae61ca7d0b8fe4782347ad945011f0f6f148756b7922f6e301632da7a54890c249280a572f587cd2dba463774262c37088327b54b8a4554bb577aec800232cb");
 
-	p = pkt_get(&a.pool);
-	memcpy(pkt_data(p), b.out[0].buf, 80);
-	p->len = 80;
-	assert_int_equal(wg_receive(a.dev, p, &b.addr, 0, &from), WG_RX_DATA);
-	assert_ptr_equal(from, pa);
-	assert_int_equal(p->len, sizeof ip_hello);
-	assert_memory_equal(pkt_data(p), ip_hello, sizeof ip_hello);
+	memcpy(buf, b.out[0].buf, 80);
+	assert_int_equal(wg_receive(a.dev, buf, 80, &b.addr, 0, &rx), WG_RX_DATA);
+	assert_ptr_equal(rx.peer, pa);
+	assert_ptr_equal(rx.data, buf + WG_DATA_HEADER_LEN);
+	assert_int_equal(rx.len, sizeof ip_hello);
+	assert_memory_equal(rx.data, ip_hello, sizeof ip_hello);
 	/* The same datagram again is a replay. */
-	memcpy(pkt_data(p) - WG_DATA_HEADER_LEN, b.out[0].buf, 80);
-	p->off -= WG_DATA_HEADER_LEN;
-	p->len = 80;
-	assert_int_equal(wg_receive(a.dev, p, &b.addr, 0, &from), WG_RX_DROP);
+	memcpy(buf, b.out[0].buf, 80);
+	assert_int_equal(wg_receive(a.dev, buf, 80, &b.addr, 0, &rx), WG_RX_DROP);
 	assert_int_equal(wg_device_stats(a.dev)->rx_replay, 1);
-	pkt_put(&a.pool, p);
 	b.nout = 0;
 	host_free(&a);
 	host_free(&b);
@@ -727,9 +719,9 @@ static void
 test_malformed(void **state)
 {
 	struct pair s;
-	struct wg_peer *from;
+	struct wg_rx_info rx;
 	const struct wg_stats *st;
-	struct pkt *p;
+	uint8_t buf[256];
 	uint64_t t0 = 100 * SEC;
 	static const struct { uint8_t type; uint16_t len; } bad[] = {
 		{ 1, 3 }, { 1, 147 }, { 1, 149 }, { 2, 91 }, { 3, 65 }, { 4, 31 }, { 5, 100 }, { 0, 148 },
@@ -737,34 +729,28 @@ test_malformed(void **state)
 
 	pair_up(&s, t0);
 	st = wg_device_stats(s.a.dev);
-	p = pkt_get(&s.a.pool);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		p->off = PKT_HEADROOM;
-		memset(pkt_data(p), 0, bad[i].len);
-		pkt_data(p)[0] = bad[i].type;
-		p->len = bad[i].len;
-		assert_int_equal(wg_receive(s.a.dev, p, &s.b.addr, t0, &from), WG_RX_DROP);
+		memset(buf, 0, bad[i].len);
+		buf[0] = bad[i].type;
+		assert_int_equal(wg_receive(s.a.dev, buf, bad[i].len, &s.b.addr, t0, &rx), WG_RX_DROP);
 	}
 	assert_int_equal(st->rx_short, 1);
 	assert_int_equal(st->rx_bad_size, 5);
 	assert_int_equal(st->rx_bad_type, 2);
 
 	/* Data for an unknown index, then a forged body on a real index. */
-	memset(pkt_data(p), 0xaa, 100);
-	put_le32(pkt_data(p), WG_MSG_DATA);
-	p->len = 100;
-	assert_int_equal(wg_receive(s.a.dev, p, &s.b.addr, t0, &from), WG_RX_DROP);
+	memset(buf, 0xaa, 100);
+	put_le32(buf, WG_MSG_DATA);
+	assert_int_equal(wg_receive(s.a.dev, buf, 100, &s.b.addr, t0, &rx), WG_RX_DROP);
 	assert_int_equal(st->rx_unknown_index, 1);
-	put_le32(pkt_data(p) + 4, s.pa->kp_cur->entry.index);
-	assert_int_equal(wg_receive(s.a.dev, p, &s.b.addr, t0, &from), WG_RX_DROP);
+	put_le32(buf + 4, s.pa->kp_cur->entry.index);
+	assert_int_equal(wg_receive(s.a.dev, buf, 100, &s.b.addr, t0, &rx), WG_RX_DROP);
 	assert_int_equal(st->rx_decrypt_fail, 1);
 	/* A forged response must not disturb anything. */
-	memset(pkt_data(p), 0x55, WG_RESPONSE_LEN);
-	put_le32(pkt_data(p), WG_MSG_RESPONSE);
-	p->len = WG_RESPONSE_LEN;
-	assert_int_equal(wg_receive(s.a.dev, p, &s.b.addr, t0, &from), WG_RX_CONSUMED);
+	memset(buf, 0x55, WG_RESPONSE_LEN);
+	put_le32(buf, WG_MSG_RESPONSE);
+	assert_int_equal(wg_receive(s.a.dev, buf, WG_RESPONSE_LEN, &s.b.addr, t0, &rx), WG_RX_CONSUMED);
 	assert_int_equal(st->rx_bad_mac, 1);
-	pkt_put(&s.a.pool, p);
 	assert_int_equal(send_hello(&s.b, s.pb, t0, NULL), WG_TX_SEND);
 	assert_int_equal(flush(&s.b, t0), 1);
 	pair_free(&s);
