@@ -95,7 +95,7 @@ csum_add(uint64_t sum, const uint8_t *p, size_t len)
 		len -= 8;
 	}
 	if (len > 0) {
-		/* Zero-padding the tail to a word is what the odd byte rule says. */
+		/* Zero-padding the tail is RFC 1071's odd-byte rule. */
 		uint64_t t = 0;
 
 		memcpy(&t, p, len);
@@ -252,7 +252,7 @@ split_none(const struct virtio_net_hdr *h, const uint8_t *pkt, size_t plen,
 	memcpy(out[0], pkt, start);
 	csum = (uint16_t)~fold_native(csum_copy(out[0] + start, pkt + start,
 	    plen - start, 0));
-	/* 0 means "no checksum" to UDP; the kernel sends 0xffff (CSUM_MANGLED_0). */
+	/* 0 is "no checksum" to UDP; the kernel sends 0xffff instead. */
 	store_native16(out[0] + start + off, csum ? csum : 0xffff);
 	out_len[0] = (uint16_t)plen;
 	return 1;
@@ -314,7 +314,8 @@ split_tcp(const struct virtio_net_hdr *h, const uint8_t *pkt, size_t plen,
 	payload = plen - hdrlen;
 	nseg = payload ? (payload + mss - 1) / mss : 1;
 	first = MIN(mss, payload);
-	if (nseg > nout || hdrlen + first > out_cap || hdrlen + first > UINT16_MAX)
+	if (nseg > nout || hdrlen + first > out_cap ||
+	    hdrlen + first > UINT16_MAX)
 		return -EMSGSIZE;
 
 	/*
@@ -408,7 +409,7 @@ offload_split(const uint8_t *in, size_t len, uint8_t *const *out,
 		return split_tcp(&h, pkt, plen, out, out_cap, out_len, nout);
 	case VIRTIO_NET_HDR_GSO_UDP:
 	case GSO_UDP_L4:
-		/* We never enable TUN_F_UFO or TUN_F_USO4/6, so never see these. */
+		/* We never enable TUN_F_UFO or TUN_F_USO4/6. */
 		return -EPROTONOSUPPORT;
 	}
 	return -EINVAL;
@@ -458,7 +459,7 @@ struct offload_gro {
 /* What add() learns about a packet. */
 struct tcp_view {
 	bool flow;		/* a TCP packet whose ports we can see */
-	bool mergeable;		/* consistent lengths, no fragment: may coalesce */
+	bool mergeable;		/* lengths consistent, not a fragment */
 	bool v6;
 	uint8_t iphl, thl;
 	uint8_t flags;
@@ -484,7 +485,7 @@ parse_tcp(const uint8_t *p, size_t len, struct tcp_view *v)
 		v->mergeable = !(get_be16(p + 6) & 0x2000);	/* not MF */
 	} else if ((p[0] >> 4) == 6) {
 		iphl = 40;
-		/* Extension headers are rare inside a tunnel; no flow for them. */
+		/* Extension headers are rare in a tunnel: no flow for them. */
 		if (len < 60 || p[6] != IPPROTO_TCP)
 			return;
 		iplen = 40 + (size_t)get_be16(p + 4);
@@ -558,7 +559,8 @@ can_join(const struct gro_group *grp, const uint8_t *head, const uint8_t *p,
 		if (memcmp(head, p, 4) != 0 || memcmp(head + 6, p + 6, 2) != 0)
 			return false;
 	} else {
-		if (memcmp(head, p, 2) != 0 || memcmp(head + 6, p + 6, 4) != 0 ||
+		if (memcmp(head, p, 2) != 0 ||
+		    memcmp(head + 6, p + 6, 4) != 0 ||
 		    memcmp(head + 20, p + 20, grp->iphl - 20U) != 0)
 			return false;
 	}
@@ -588,14 +590,14 @@ offload_gro_new(unsigned int max_pkts)
 	sz = o_table + slots * sizeof(int32_t);
 	if ((mem = calloc(1, sz)) == NULL)
 		return NULL;
-	g = (struct offload_gro *)mem;
+	g = (void *)mem;
 	g->max = max_pkts;
 	g->mask = (uint32_t)(slots - 1);
-	g->items = (struct gro_item *)(mem + o_items);
-	g->groups = (struct gro_group *)(mem + o_groups);
-	g->iov = (struct iovec *)(mem + o_iov);
-	g->writes = (struct offload_write *)(mem + o_writes);
-	g->table = (int32_t *)(mem + o_table);
+	g->items = (void *)(mem + o_items);
+	g->groups = (void *)(mem + o_groups);
+	g->iov = (void *)(mem + o_iov);
+	g->writes = (void *)(mem + o_writes);
+	g->table = (void *)(mem + o_table);
 	offload_gro_reset(g);
 	return g;
 }
@@ -685,7 +687,8 @@ offload_gro_add(struct offload_gro *g, uint8_t *pkt, size_t len)
 				grp->total += v.payload;
 				if (v.flags & TCP_PSH)
 					grp->psh = true;
-				if (v.flags & TCP_PSH || v.payload < grp->gso_size)
+				if ((v.flags & TCP_PSH) ||
+				    v.payload < grp->gso_size)
 					grp->open = false;
 				return 0;
 			}
@@ -722,7 +725,8 @@ finish_group(const struct gro_group *grp, uint8_t *p)
 
 	memset(&h, 0, sizeof h);
 	h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-	h.gso_type = grp->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+	h.gso_type = grp->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 :
+	    VIRTIO_NET_HDR_GSO_TCPV4;
 	h.hdr_len = (uint16_t)(grp->iphl + grp->thl);
 	h.gso_size = grp->gso_size;
 	h.csum_start = grp->iphl;
@@ -748,7 +752,8 @@ offload_gro_flush(struct offload_gro *g, const struct offload_write **writes)
 		w->iov = &g->iov[k];
 		w->iovcnt = grp->nseg;
 		if (grp->nseg == 1) {
-			memset(it->pkt - OFFLOAD_VNET_HDR_LEN, 0, OFFLOAD_VNET_HDR_LEN);
+			memset(it->pkt - OFFLOAD_VNET_HDR_LEN, 0,
+			    OFFLOAD_VNET_HDR_LEN);
 			w->len = it->len + OFFLOAD_VNET_HDR_LEN;
 		} else {
 			finish_group(grp, it->pkt);

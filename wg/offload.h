@@ -32,6 +32,11 @@
 #define OFFLOAD_HEADROOM	OFFLOAD_VNET_HDR_LEN
 /* Largest packet offload_gro_add() takes (the IPv4 total length is 16 bits). */
 #define OFFLOAD_MAX_PKT		65535
+/*
+ * Largest read() from a vnet TUN, so the size of the buffer to read into:
+ * an IPv6 super-packet may carry a 65535-byte payload behind its header.
+ */
+#define OFFLOAD_MAX_READ	(OFFLOAD_VNET_HDR_LEN + 40 + 65535)
 /* Upper bound for offload_gro_new(); 128 is wireguard-go's IdealBatchSize. */
 #define OFFLOAD_GRO_MAX_PKTS	1024
 
@@ -74,6 +79,9 @@ uint16_t offload_csum(const void *buf, size_t len, uint64_t sum);
  * hdr_len is ignored: the kernel fills it with the skb's linear length,
  * which need not be the header length.
  *
+ * Each segment is at most the headers plus gso_size bytes, so buffers of
+ * the TUN MTU suffice for what a TSO read gives.
+ *
  * Returns the number of packets written (>= 1), or
  *   -EINVAL           malformed or inconsistent header or packet,
  *   -EPROTONOSUPPORT  GSO of IPv6 with extension headers, or UDP GSO,
@@ -109,23 +117,28 @@ int offload_split(const uint8_t *in, size_t len, uint8_t *const *out,
  * seq/checksum/PSH, flags only ACK and PSH, a non-empty payload, a seq that
  * continues the group, and the size of the first segment (only the last may
  * be shorter, and a shorter or PSH segment closes the group), while the
- * 16-bit IPv4 total length or IPv6 payload length can describe the result.  The result carries NEEDS_CSUM with the
- * pseudo-header sum in the TCP checksum field and gso_size = the first
- * segment's payload.  The payloads' own checksums are not verified: they
- * came out of an authenticated WireGuard session.
+ * 16-bit IPv4 total length or IPv6 payload length can describe the result.
+ * The result carries NEEDS_CSUM with the pseudo-header sum in the TCP
+ * checksum field, csum_start/hdr_len at the TCP header/payload, gso_size =
+ * the first segment's payload, and the first segment's IPv4 ID (the kernel
+ * numbers the others on).  The segments' own checksums are not verified:
+ * they came out of an authenticated WireGuard session.  The kernel answers
+ * a write with a header it dislikes with EINVAL: count and drop it.
  *
  * Everything else (UDP, ICMP, SYN/FIN/RST/URG/ECE/CWR segments, pure ACKs,
  * groups of one) is written as it is behind an all-zero vnet header.
  * Writes come out in the order of each group's first packet; packets of one
  * flow never overtake each other, because a flow's open group is closed as
- * soon as one of its packets does not join it.
+ * soon as one of its packets does not join it.  (Packets whose ports cannot
+ * be seen, IPv4 non-first fragments and IPv6 with extension headers, are
+ * not tied to a flow and pass at their own place.)
  */
 struct offload_gro;
 
 struct offload_write {
 	const struct iovec *iov;	/* iov[0] starts with the vnet header */
 	unsigned int iovcnt;		/* <= max_pkts <= IOV_MAX */
-	size_t len;			/* total bytes over iov, header included */
+	size_t len;			/* bytes over iov, header included */
 };
 
 /*

@@ -446,7 +446,7 @@ tun_read_one(struct wgd *w, uint64_t now)
 	ssize_t len;
 	int segs;
 
-	len = read(w->tun_fd, w->tunbuf, OFFLOAD_MAX_PKT + OFFLOAD_VNET_HDR_LEN);
+	len = read(w->tun_fd, w->tunbuf, OFFLOAD_MAX_READ);
 	if (len <= 0)
 		return false;
 	while (n < WGD_SPLIT_MAX && (w->split[n] = pkt_get(&w->pool)) != NULL) {
@@ -693,7 +693,7 @@ wgd_new(const char *ifname, char **cause)
 	snprintf(w->ifname, sizeof w->ifname, "%s", ifname);
 	w->base = event_base_new();
 	w->rbuf = malloc((size_t)WGD_RX_SLOTS * WGD_RX_SLOT);
-	w->tunbuf = malloc(OFFLOAD_MAX_PKT + OFFLOAD_VNET_HDR_LEN);
+	w->tunbuf = malloc(OFFLOAD_MAX_READ);
 	if (w->base == NULL || w->rbuf == NULL || w->tunbuf == NULL ||
 	    pkt_pool_init(&w->pool, WGD_POOL) < 0) {
 		*cause = xstrdup("out of memory");
