@@ -15,7 +15,7 @@ PKG_CONFIG ?= pkg-config
 PREFIX	?= /usr/local
 DESTDIR	?=
 
-PKGS	:= libevent libcrypto libsodium libmnl
+PKGS	:= libevent libevent_openssl openssl libsodium libmnl libnghttp2 json-c libzstd libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
@@ -34,9 +34,9 @@ FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined
 	       -DMESHD_FUZZ -Wno-unknown-warning-option
 
 # Every .c under these directories is library code; the mains live apart.
-LIB_DIRS := common wg netlink
-LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_DIRS := common wg netlink dns agent agent/control agent/magicsock agent/filter agent/localapi
 MESHD_SRC := agent/main.c
+LIB_SRC  := $(filter-out $(MESHD_SRC),$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 MESHCTL_SRC := agent/cli/meshctl.c
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
