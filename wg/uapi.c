@@ -30,14 +30,21 @@
  * Makes room for more bytes (plus the '\0').  Never reallocs in place: the
  * buffer may hold a private key, so an outgrown copy is wiped, not handed
  * back to malloc as is.
+ *
+ * Answer bodies stay within the limit; once one would not, overflow is set
+ * and its caller replaces it (out_end()).  The errno line that ends every
+ * answer is forced in past the limit, so that no answer is ever left
+ * unterminated; those lines are a few bytes per request read.
  */
 static bool
-out_reserve(struct uapi_out *out, size_t more)
+out_reserve(struct uapi_out *out, size_t more, bool force)
 {
-	size_t pending = out->len - out->off, ncap;
+	size_t pending = out->len - out->off, ncap, limit = UAPI_MAX_RESPONSE;
 	char *nbuf;
 
-	if (out->overflow || more > UAPI_MAX_RESPONSE - pending) {
+	if (out->limit != 0 && out->limit < limit)
+		limit = out->limit;
+	if (!force && (out->overflow || pending > limit || more > limit - pending)) {
 		out->overflow = true;
 		return false;
 	}
@@ -75,7 +82,7 @@ out_printf(struct uapi_out *out, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0 || !out_reserve(out, (size_t)n))
+	if (n < 0 || !out_reserve(out, (size_t)n, false))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(out->buf + out->len, (size_t)n + 1, fmt, ap);
@@ -113,11 +120,14 @@ uapi_out_consume(struct uapi_out *out, size_t n)
 void
 uapi_out_free(struct uapi_out *out)
 {
+	size_t limit = out->limit;
+
 	if (out->buf != NULL) {
 		sodium_memzero(out->buf, out->cap);
 		free(out->buf);
 	}
 	memset(out, 0, sizeof *out);
+	out->limit = limit;
 }
 
 static void
@@ -133,7 +143,29 @@ out_key(struct uapi_out *out, const char *name, const uint8_t key[static WG_KEY_
 static void
 out_errno(struct uapi_out *out, int err)
 {
-	out_printf(out, "errno=%d\n\n", err);
+	char line[32];
+	int n = snprintf(line, sizeof line, "errno=%d\n\n", err);
+
+	out_reserve(out, (size_t)n, true);
+	memcpy(out->buf + out->len, line, (size_t)n + 1);
+	out->len += (size_t)n;
+}
+
+/*
+ * Ends an answer whose body began when keep bytes were pending: with errno
+ * err, or, if the body did not fit, with ENOMEM and no body at all, since a
+ * truncated answer would parse as a complete one.
+ */
+static void
+out_end(struct uapi_out *out, size_t keep, int err)
+{
+	if (out->overflow) {
+		out_truncate(out, keep);
+		out->overflow = false;
+		log_warn("uapi: answer too large");
+		err = -ENOMEM;
+	}
+	out_errno(out, err);
 }
 
 /* --- parsing values --- */
@@ -326,7 +358,8 @@ cur_peer(struct uapi_conn *conn, struct wg_device *dev, struct wg_peer **peerp)
 		if (peer == NULL) {
 			peer = wg_peer_lookup(dev, conn->peer_key);
 			if (peer == NULL)
-				return wg_device_peer_count(dev) >= WG_MAX_PEERS ? -ENOSPC : -EINVAL;
+				return wg_device_peer_count(dev) >= WG_MAX_PEERS ?
+				    -ENOSPC : -EINVAL;
 			conn->created = false;
 		} else {
 			conn->created = true;
@@ -455,7 +488,8 @@ set_peer_line(struct uapi_conn *conn, struct wg_device *dev, const struct uapi_h
 				return r;
 			if (peer != NULL) {
 				wg_peer_remove(dev, peer);
-				log_debug("uapi: peer %s removed", key_fingerprint(conn->peer_key).s);
+				log_debug("uapi: peer %s removed",
+				    key_fingerprint(conn->peer_key).s);
 			}
 		}
 		conn->peer = PEER_DUMMY;
@@ -589,7 +623,8 @@ do_get(struct wg_device *dev, const struct uapi_host *host, struct uapi_out *out
 		out_key(out, "preshared_key", key);
 		out_printf(out, "protocol_version=1\n");
 		if (info.has_endpoint)
-			out_printf(out, "endpoint=%s\n", wg_endpoint_str(&info.endpoint, ep, sizeof ep));
+			out_printf(out, "endpoint=%s\n",
+			    wg_endpoint_str(&info.endpoint, ep, sizeof ep));
 		out_printf(out, "last_handshake_time_sec=%llu\nlast_handshake_time_nsec=%llu\n",
 		    (unsigned long long)(info.last_handshake_ns / 1000000000ULL),
 		    (unsigned long long)(info.last_handshake_ns % 1000000000ULL));
@@ -599,15 +634,7 @@ do_get(struct wg_device *dev, const struct uapi_host *host, struct uapi_out *out
 		(void)wg_peer_walk_allowed_ips(peer, put_allowed_ip, out);
 	}
 	sodium_memzero(key, sizeof key);
-	if (out->overflow) {
-		/* Better no answer than a truncated one that parses as complete. */
-		out_truncate(out, keep);
-		out->overflow = false;
-		log_warn("uapi: get response over %u bytes", UAPI_MAX_RESPONSE);
-		out_errno(out, -ENOMEM);
-		return;
-	}
-	out_errno(out, 0);
+	out_end(out, keep, 0);
 }
 
 /* The struct wg_stats fields, by name; get=stats prints them in this order. */
@@ -631,6 +658,7 @@ static void
 do_stats(struct wg_device *dev, struct uapi_out *out)
 {
 	const struct wg_stats *st = wg_device_stats(dev);
+	size_t keep = uapi_out_pending(out);
 
 	for (size_t i = 0; i < ARRAY_SIZE(stat_fields); i++) {
 		uint64_t v;
@@ -638,7 +666,7 @@ do_stats(struct wg_device *dev, struct uapi_out *out)
 		memcpy(&v, (const char *)st + stat_fields[i].off, sizeof v);
 		out_printf(out, "%s=%llu\n", stat_fields[i].name, (unsigned long long)v);
 	}
-	out_errno(out, 0);
+	out_end(out, keep, 0);
 }
 
 static bool
@@ -658,7 +686,8 @@ process_line(struct uapi_conn *conn, struct wg_device *dev, const struct uapi_ho
 	int r;
 
 	/* bufio.ScanLines in wireguard-go drops one '\r' from set lines. */
-	if ((conn->state == CONN_SET || conn->state == CONN_SKIP) && len > 0 && line[len - 1] == '\r')
+	if ((conn->state == CONN_SET || conn->state == CONN_SKIP) && len > 0 &&
+	    line[len - 1] == '\r')
 		len--;
 	line[len] = '\0';
 	blank = len == 0 && !conn->overlong;
@@ -1010,13 +1039,15 @@ server_accept(evutil_socket_t fd, short what, void *arg)
 		if (cfd == -1) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				/* Out of descriptors: pause rather than spin (tmux). */
 				log_warn("uapi: accept: %s", strerror(errno));
 				srv->backoff = true;
 				listener_update(srv);
 				evtimer_add(srv->retry, &backoff_tv);
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED) {
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED) {
 				log_warn("uapi: accept: %s", strerror(errno));
 			}
 			break;
@@ -1093,16 +1124,21 @@ bind_private(int fd, const struct sockaddr_un *sun)
 	return r;
 }
 
-/* True if a process answers on the socket; wireguard-go's test before it unlinks. */
+/*
+ * True unless connecting is refused, i.e. unless nobody listens (wireguard-go
+ * tests the same before it unlinks).  Non-blocking: a live server with a full
+ * backlog answers EAGAIN, which counts as alive, instead of stalling start-up.
+ */
 static bool
 sock_alive(const struct sockaddr_un *sun)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	bool alive;
 
 	if (fd == -1)
 		return true;
-	alive = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0 || errno != ECONNREFUSED;
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0 ||
+	    errno != ECONNREFUSED;
 	close(fd);
 	return alive;
 }

@@ -21,6 +21,24 @@
  * As in wireguard-go, a failure is answered with a *negative* errno
  * ("errno=-22"): wg(8) reads it with fscanf("errno=%d") and sets
  * errno = -ret, so a positive value would print as "Unknown error -22".
+ * The codes follow wireguard-go's device/uapi.go:
+ *   EPROTO    a set line without '='
+ *   EINVAL    an unknown key (device or peer), a bad value, get=1 not
+ *             followed by its blank line, a set cut off mid-line by EOF
+ *   EMSGSIZE  a line over UAPI_MAX_LINE, a request over UAPI_MAX_REQUEST
+ *             (wireguard-go has no line cap below bufio's 64 KiB, then EIO)
+ *   ENOSPC    WG_MAX_PEERS reached
+ *   ENOMEM    an answer over the output limit
+ *   EPERM     set=1 on a read_only host
+ *   the host's own errno for listen_port and fwmark (e.g. EADDRINUSE)
+ * An unknown operation is not answered; the connection is closed.
+ *
+ * A set request is applied line by line as it arrives, as in wireguard-go:
+ * after a failed line the earlier lines stay applied and the rest of the
+ * request is skipped.  A failed line never touches another peer, and a new
+ * peer is created only once one of its lines has been checked, so a bad
+ * line does not leave a half-made peer behind.  Private keys and preshared
+ * keys are never logged, and every buffer that held one is wiped.
  *
  * Two layers:
  *  - struct uapi_conn is a sans-I/O parser: bytes in, response text out,
@@ -88,17 +106,22 @@ struct uapi_host {
 /*
  * Response text.  Zero-initialise it (struct uapi_out out = { 0 }); the
  * unsent bytes are buf[off..len), and buf[len] is always '\0' once buf is
- * non-NULL.  It can hold a private key, so it is wiped as it is consumed and
- * freed; free it with uapi_out_free().
+ * non-NULL.  An answer (get=1, get=stats) that would pass the limit is
+ * replaced by "errno=-12" (ENOMEM) rather than sent truncated; only the
+ * errno lines that end answers may pass it, by a few bytes per request.  It
+ * can hold a private key, so it is wiped as it is consumed and freed; free
+ * it with uapi_out_free().
  */
 struct uapi_out {
 	char *buf;
 	size_t off;
 	size_t len;
 	size_t cap;
-	bool overflow;	/* an append would have passed UAPI_MAX_RESPONSE */
+	size_t limit;	/* most unsent answer bytes; 0 means UAPI_MAX_RESPONSE */
+	bool overflow;	/* an append would have passed the limit */
 };
 
+/* Frees (and wipes) the text; out is left empty, its limit kept, ready for reuse. */
 void uapi_out_free(struct uapi_out *out);
 /* Drops (and wipes) the first n unsent bytes, after they were written. */
 void uapi_out_consume(struct uapi_out *out, size_t n);
@@ -170,12 +193,14 @@ struct uapi_server *uapi_server_open_at(struct event_base *base, const char *dir
 void uapi_server_close(struct uapi_server *srv);
 
 /*
- * Sends request (a complete "get=1\n\n"-style text) to the interface's
- * socket, half-closes, and reads the answer until EOF (blocking, with a
- * timeout).  Returns 0 or a negative errno from the transport; else the
- * status the device answered (uapi_response_status()), with *response set
- * to the whole NUL-terminated answer either way (caller frees).  On a
- * transport error *response is NULL.
+ * Sends request (complete, e.g. "get=stats\n\n") to the interface's socket,
+ * half-closes, and reads the answer until the server hangs up (blocking,
+ * 5 s timeouts).  On a failed exchange returns a negative errno with
+ * *response NULL.  Otherwise *response is the NUL-terminated answer (caller
+ * frees; an answer to get=1 holds the private key, so wipe it first) and the
+ * return value is its uapi_response_status(): 0, the device's negative
+ * errno, or -EPROTO if it has no errno line (e.g. wireguard-go, which hangs
+ * up on get=stats).
  */
 int uapi_client_request(const char *ifname, const char *request, char **response);
 int uapi_client_request_at(const char *dir, const char *ifname, const char *request,

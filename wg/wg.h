@@ -120,6 +120,7 @@ struct wg_peer_info {
 
 /* --- device --- */
 
+/* sodium_init() must have been called: the device keeps its key in sodium_malloc memory. */
 struct wg_device *wg_device_new(const struct wg_ops *ops, void *ctx, struct pkt_pool *pool);
 void wg_device_free(struct wg_device *dev);	/* NULL-safe; frees every peer */
 

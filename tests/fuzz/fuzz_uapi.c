@@ -130,7 +130,8 @@ run(const uint8_t *data, size_t size, size_t chunk, struct uapi_out *out)
 	}
 	if (!closed)
 		uapi_conn_eof(conn, dev, &host, out);
-	if (uapi_out_pending(out) > UAPI_MAX_RESPONSE)
+	/* Bodies stay within the limit; errno lines (<= 12 bytes per >= 7 read) may pass it. */
+	if (uapi_out_pending(out) > out->limit + 2 * size + 16)
 		abort();
 	uapi_conn_free(conn);
 	wg_device_free(dev);
@@ -167,6 +168,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		log_init("fuzz_uapi", LOG_LVL_ERR);
 		init = true;
 	}
+	/* Small enough that a few pipelined gets reach the "too large" answer. */
+	whole.limit = pieces.limit = 16384;
 	run(data, size, 0, &whole);
 	run(data, size, 1 + size % 7, &pieces);
 	if (uapi_out_pending(&whole) != uapi_out_pending(&pieces) ||

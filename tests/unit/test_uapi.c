@@ -367,7 +367,7 @@ test_set_get_roundtrip(void **state)
 	assert_int_equal(count_lines(blk, "allowed_ip="), 3);
 
 	peer_block(resp, pub_hex(3), blk, sizeof blk);
-	assert_line(blk, "preshared_key=0000000000000000000000000000000000000000000000000000000000000000");
+	assert_line(blk, fmt("preshared_key=%064d", 0));
 	assert_line(blk, "endpoint=[2001:db8::1]:443");
 	assert_line(blk, "persistent_keepalive_interval=0");
 	assert_line(blk, "allowed_ip=10.1.0.0/16");
@@ -536,12 +536,12 @@ test_keepalive(void **state)
 	struct fixture *f = *state;
 	struct wg_peer_info info;
 
-	assert_string_equal(run(f, fmt("set=1\npublic_key=%s\npersistent_keepalive_interval=65535\n\n",
-	    pub_hex(2))), "errno=0\n\n");
+	assert_string_equal(run(f, fmt("set=1\npublic_key=%s\n"
+	    "persistent_keepalive_interval=65535\n\n", pub_hex(2))), "errno=0\n\n");
 	wg_peer_get_info(peer_of(f, 2), &info);
 	assert_int_equal(info.persistent_keepalive, 65535);
-	assert_string_equal(run(f, fmt("set=1\npublic_key=%s\npersistent_keepalive_interval=65536\n\n",
-	    pub_hex(2))), "errno=-22\n\n");
+	assert_string_equal(run(f, fmt("set=1\npublic_key=%s\n"
+	    "persistent_keepalive_interval=65536\n\n", pub_hex(2))), "errno=-22\n\n");
 	assert_string_equal(run(f, fmt("set=1\npublic_key=%s\npersistent_keepalive_interval=0\n\n",
 	    pub_hex(2))), "errno=0\n\n");
 	wg_peer_get_info(peer_of(f, 2), &info);
@@ -597,7 +597,8 @@ test_bad_lines(void **state)
 		int err;
 	} cases[] = {
 		/* bad hex keys */
-		{ "preshared_key=zz00000000000000000000000000000000000000000000000000000000000000", -EINVAL },
+		{ "preshared_key=zz0000000000000000000000000000"
+		    "0000000000000000000000000000000000", -EINVAL },
 		{ "preshared_key=0000", -EINVAL },
 		{ "preshared_key=", -EINVAL },
 		{ "public_key=123", -EINVAL },
@@ -665,8 +666,10 @@ test_bad_device_lines(void **state)
 	    "errno=0\n\n");
 	/* A bad private key is refused and the old one kept. */
 	assert_string_equal(run(f, "set=1\nprivate_key=xyz\n\n"), "errno=-22\n\n");
-	assert_string_equal(run(f, fmt("set=1\nprivate_key=%.63s\n\n", priv_hex(2))), "errno=-22\n\n");
-	assert_string_equal(run(f, fmt("set=1\nprivate_key=%sff\n\n", priv_hex(2))), "errno=-22\n\n");
+	assert_string_equal(run(f, fmt("set=1\nprivate_key=%.63s\n\n", priv_hex(2))),
+	    "errno=-22\n\n");
+	assert_string_equal(run(f, fmt("set=1\nprivate_key=%sff\n\n", priv_hex(2))),
+	    "errno=-22\n\n");
 	assert_true(wg_device_private_key(f->dev, got));
 	make_key(1, priv, pub);
 	assert_memory_equal(got, priv, 32);
@@ -750,8 +753,8 @@ test_request_cap(void **state)
 		memcpy(chunk + i, "protocol_version=1\n", 19);
 	assert_false(uapi_conn_feed(c, f->dev, &f->host, head, strlen(head), &f->out));
 	while (!closed && fed <= UAPI_MAX_REQUEST + sizeof chunk) {
-		closed = uapi_conn_feed(c, f->dev, &f->host, chunk, sizeof chunk - sizeof chunk % 19,
-		    &f->out);
+		closed = uapi_conn_feed(c, f->dev, &f->host, chunk,
+		    sizeof chunk - sizeof chunk % 19, &f->out);
 		fed += sizeof chunk;
 	}
 	assert_true(closed);
@@ -761,6 +764,47 @@ test_request_cap(void **state)
 	assert_true(uapi_conn_feed(c, f->dev, &f->host, "get=1\n\n", 7, &f->out));
 	assert_string_equal(f->out.buf, "errno=-90\n\n");
 	uapi_conn_free(c);
+}
+
+static void
+test_response_limit(void **state)
+{
+	struct fixture *f = *state;
+	const char *resp;
+	char *stats;
+
+	for (int i = 2; i < 12; i++)
+		assert_string_equal(run(f, fmt("set=1\npublic_key=%s\nallowed_ip=10.%d.0.0/16\n\n",
+		    pub_hex(i), i)), "errno=0\n\n");
+	resp = run(f, "get=1\n\n");
+	assert_true(strlen(resp) > 2000);
+
+	/* Too big: no partial answer that would parse as complete, just ENOMEM. */
+	stats = strdup(run(f, "get=stats\n\n"));
+	assert_non_null(stats);
+	f->out.limit = 2000;
+	assert_string_equal(run(f, "get=1\n\nget=stats\n\n"), fmt("errno=-12\n\n%s", stats));
+	free(stats);
+	/* ... and what was queued before it stays. */
+	uapi_out_free(&f->out);
+	uapi_handle(f->dev, &f->host, "get=stats\n\nget=1\n\n", 18, &f->out);
+	assert_int_equal(count_lines(f->out.buf, "errno=0"), 1);
+	assert_int_equal(count_lines(f->out.buf, "errno=-12"), 1);
+	assert_int_equal(count_lines(f->out.buf, "public_key="), 0);
+	assert_int_equal(f->out.limit, 2000);
+
+	/*
+	 * Every answer is whole: a stats body that does not fit is dropped,
+	 * and the errno lines still go out once the limit is reached.
+	 */
+	f->out.limit = 100;
+	assert_string_equal(run(f, "get=stats\n\nset=1\n\nget=1\nx\n"),
+	    "errno=-12\n\nerrno=0\n\nerrno=-22\n\n");
+	uapi_out_free(&f->out);
+	for (int i = 0; i < 20; i++)
+		uapi_handle(f->dev, &f->host, "set=1\n\n", 7, &f->out);
+	assert_int_equal(count_lines(f->out.buf, "errno=0"), 20);
+	assert_int_equal(uapi_out_pending(&f->out), 20 * 9);
 }
 
 static void
@@ -785,8 +829,11 @@ test_operations(void **state)
 	assert_non_null(peer_of(f, 2));
 	/* An embedded NUL is no key we know. */
 	uapi_out_free(&f->out);
-	uapi_handle(f->dev, &f->host, "set=1\nfwmark=1\0002\n\n", sizeof "set=1\nfwmark=1\0002\n\n" - 1,
-	    &f->out);
+	{
+		static const char req[] = "set=1\nfwmark=1\0002\n\n";
+
+		uapi_handle(f->dev, &f->host, req, sizeof req - 1, &f->out);
+	}
 	assert_string_equal(f->out.buf, "errno=-22\n\n");
 	/* An empty set is fine. */
 	assert_string_equal(run(f, "set=1\n\n"), "errno=0\n\n");
@@ -942,6 +989,7 @@ test_out_buffer(void **state)
 /* --- the socket --- */
 
 static char tmpdir[64];
+static int expected_peers;	/* set before a fork, read by the child */
 
 static void
 on_child_done(evutil_socket_t fd, short what, void *arg)
@@ -996,8 +1044,8 @@ client_set_get(void)
 	}
 	free(resp);
 	r = uapi_client_request_at(tmpdir, "wgtest0", "get=1\n\n", &resp);
-	if (r != 0 || !has_line(resp, "listen_port=4242") || !has_line(resp, "endpoint=192.0.2.7:7") ||
-	    !has_line(resp, "allowed_ip=10.7.0.0/16")) {
+	if (r != 0 || !has_line(resp, "listen_port=4242") ||
+	    !has_line(resp, "endpoint=192.0.2.7:7") || !has_line(resp, "allowed_ip=10.7.0.0/16")) {
 		fprintf(stderr, "get: %d %s\n", r, resp ? resp : "(null)");
 		return 2;
 	}
@@ -1085,7 +1133,8 @@ client_many_keepalive(void)
 	}
 	/* The first UAPI_MAX_CONNS are served while the rest wait in the backlog. */
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
-		if (write(fds[i], "get=stats\n\n", 11) != 11 || read_answer(fds[i], buf, sizeof buf) != 0)
+		if (write(fds[i], "get=stats\n\n", 11) != 11 ||
+		    read_answer(fds[i], buf, sizeof buf) != 0)
 			return 21;
 		/* A second request on the same connection. */
 		if (write(fds[i], "get=1\n\n", 7) != 7 || read_answer(fds[i], buf, sizeof buf) != 0)
@@ -1093,6 +1142,44 @@ client_many_keepalive(void)
 		close(fds[i]);
 	}
 	return 0;
+}
+
+/*
+ * Two big answers requested at once, read only after a pause: the server
+ * must stop reading at its output high-water mark, wait for the socket to
+ * drain (EAGAIN, write event), then serve the second request.
+ */
+static int
+client_pipelined_big(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t len = 0, cap = 8 << 20;
+	char *buf = malloc(cap);
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ssize_t n;
+	int ret = 0;
+
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/wgtest0.sock", tmpdir);
+	if (buf == NULL || fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0)
+		return 30;
+	if (write(fd, "get=1\n\nget=1\n\n", 14) != 14 || shutdown(fd, SHUT_WR) != 0)
+		return 31;
+	usleep(200 * 1000);
+	while ((n = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	if (count_lines(buf, "errno=0") != 2 ||
+	    count_lines(buf, "public_key=") != 2 * expected_peers) {
+		fprintf(stderr, "pipelined: %zu bytes, %d answers, %d peers\n", len,
+		    count_lines(buf, "errno="), count_lines(buf, "public_key="));
+		ret = 32;
+	}
+	/* Both answers are the same text. */
+	if (ret == 0 && memcmp(buf, buf + len / 2, len / 2) != 0)
+		ret = 33;
+	free(buf);
+	close(fd);
+	return ret;
 }
 
 static void
@@ -1133,6 +1220,20 @@ test_server(void **state)
 	assert_int_equal(with_client(base, client_many, 20), 0);
 	assert_int_equal(with_client(base, client_many_keepalive, 20), 0);
 
+	/* 1500 peers: each get=1 answer is ~0.7 MB, far over socket buffers. */
+	for (int i = 0; i < 1500; i++) {
+		uint8_t priv[32], pub[32];
+		struct wg_peer *p;
+
+		randombytes_buf(priv, sizeof priv);
+		assert_int_equal(crypto_scalarmult_base(pub, priv), 0);
+		p = wg_peer_new(f->dev, pub);
+		assert_non_null(p);
+		assert_int_equal(wg_peer_add_allowed_ip(p, AF_INET6, pub, 128), 0);
+	}
+	expected_peers = (int)wg_device_peer_count(f->dev);
+	assert_int_equal(with_client(base, client_pipelined_big, 30), 0);
+
 	uapi_server_close(srv);
 	assert_int_equal(stat(path, &st), -1);
 	assert_int_equal(errno, ENOENT);
@@ -1165,7 +1266,8 @@ test_server(void **state)
 	/* Bad interface names. */
 	assert_null(uapi_server_open_at(base, tmpdir, "../x", f->dev, &f->host, &cause));
 	free(cause);
-	assert_null(uapi_server_open_at(base, tmpdir, "0123456789abcdef", f->dev, &f->host, &cause));
+	assert_null(uapi_server_open_at(base, tmpdir, "0123456789abcdef", f->dev, &f->host,
+	    &cause));
 	free(cause);
 
 	rmdir(tmpdir);
@@ -1194,6 +1296,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_host_callbacks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overlong_line, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_operations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
@@ -1204,7 +1307,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_server, setup, teardown),
 	};
 
-	log_init("test_uapi", LOG_LVL_WARN);
+	log_init("test_uapi", LOG_LVL_ERR);
 	if (sodium_init() < 0)
 		return 1;
 	return cmocka_run_group_tests_name("uapi", tests, NULL, NULL);
