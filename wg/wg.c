@@ -882,11 +882,15 @@ send_keepalive(struct wg_peer *peer, uint64_t now)
 struct wg_peer *
 wg_route(struct wg_device *dev, const uint8_t *ip, size_t len)
 {
+	struct wg_peer *peer = NULL;
+
 	if (len >= 20 && ip[0] >> 4 == 4)
-		return aip_lookup(dev->aips, AF_INET, ip + 16);
-	if (len >= 40 && ip[0] >> 4 == 6)
-		return aip_lookup(dev->aips, AF_INET6, ip + 24);
-	return NULL;
+		peer = aip_lookup(dev->aips, AF_INET, ip + 16);
+	else if (len >= 40 && ip[0] >> 4 == 6)
+		peer = aip_lookup(dev->aips, AF_INET6, ip + 24);
+	if (peer == NULL)
+		dev->stats.tx_no_route++;
+	return peer;
 }
 
 enum wg_tx

@@ -196,7 +196,7 @@ void wg_peer_initiate(struct wg_peer *peer, uint64_t now);
 
 /* --- data path --- */
 
-/* The peer that owns the destination of an IP packet, or NULL. */
+/* The peer that owns the destination of an IP packet, or NULL (counted as tx_no_route). */
 struct wg_peer *wg_route(struct wg_device *dev, const uint8_t *ip, size_t len);
 
 enum wg_tx {

@@ -117,7 +117,7 @@ struct wgd {
 	uint8_t *tunbuf;		/* one super-packet read from the TUN */
 	struct pkt *split[WGD_SPLIT_MAX];
 
-	uint64_t tun_dropped;		/* no buffer, no route, or TUN write failed */
+	uint64_t tun_dropped;		/* no buffer, or TUN write failed */
 	uint64_t udp_dropped;		/* sendmmsg failed */
 };
 
@@ -419,8 +419,7 @@ tun_packet(struct wgd *w, struct pkt *p, uint64_t now)
 	union wg_endpoint ep;
 
 	if (peer == NULL) {
-		pkt_put(&w->pool, p);
-		w->tun_dropped++;
+		pkt_put(&w->pool, p);	/* counted by the core as tx_no_route */
 		return;
 	}
 	switch (wg_encrypt(peer, p, now)) {

@@ -686,6 +686,12 @@ test_cryptokey_routing(void **state)
 	assert_int_equal(wg_device_stats(s.a.dev)->rx_bad_source, 1);
 	assert_int_equal(send_hello(&s.b, s.pb, t0, NULL), WG_TX_SEND);
 	assert_int_equal(flush(&s.b, t0), 1);
+
+	/* Sending: a's only peer owns 100.64.0.2; ip_hello goes to 100.64.0.1. */
+	assert_null(wg_route(s.a.dev, ip_hello, sizeof ip_hello));
+	assert_int_equal(wg_device_stats(s.a.dev)->tx_no_route, 1);
+	assert_ptr_equal(wg_route(s.b.dev, ip_hello, sizeof ip_hello), s.pb);
+	assert_null(wg_route(s.a.dev, ip_hello, 19));	/* too short to be IPv4 */
 	pair_free(&s);
 }
 
