@@ -12,10 +12,7 @@ pkt_pool_init(struct pkt_pool *pool, size_t n)
 	if (pool->mem == NULL)
 		return -ENOMEM;
 	pool->free = NULL;
-	for (size_t i = n; i-- > 0;) {
-		pool->mem[i].next = pool->free;
-		pool->free = &pool->mem[i];
-	}
+	pool->fresh = 0;
 	pool->total = pool->avail = n;
 	pool->exhausted = 0;
 	return 0;

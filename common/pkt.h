@@ -32,6 +32,7 @@ static inline uint8_t *pkt_data(struct pkt *p) { return p->buf + p->off; }
 struct pkt_pool {
 	struct pkt *free;
 	struct pkt *mem;
+	size_t fresh;		/* mem[fresh..total) were never handed out */
 	size_t total;
 	size_t avail;
 	uint64_t exhausted;	/* allocations refused */
@@ -46,11 +47,18 @@ pkt_get(struct pkt_pool *pool)
 {
 	struct pkt *p = pool->free;
 
-	if (p == NULL) {
+	/*
+	 * Buffers never used come from the untouched tail, so an idle daemon
+	 * keeps the pool's pages out of memory until traffic needs them.
+	 */
+	if (p != NULL) {
+		pool->free = p->next;
+	} else if (pool->fresh < pool->total) {
+		p = &pool->mem[pool->fresh++];
+	} else {
 		pool->exhausted++;
 		return NULL;
 	}
-	pool->free = p->next;
 	pool->avail--;
 	p->next = NULL;
 	p->off = PKT_HEADROOM;

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -834,6 +835,14 @@ wgd_main(int argc, char **argv)
 		fatal("libsodium failed to initialise");
 	if (!foreground && background(&notify) < 0)
 		fatal("fork: %s", strerror(errno));
+	/*
+	 * Session keys live inside OpenSSL's cipher contexts, out of reach of
+	 * sodium_mlock().  Lock the whole process instead, page by page as it
+	 * is touched (MCL_ONFAULT), so no secret is ever swapped out and the
+	 * resident size does not grow.  Without CAP_IPC_LOCK this fails: go on.
+	 */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		log_debug("mlockall: %s", strerror(errno));
 
 	w = wgd_new(argv[optind], &cause);
 	if (w == NULL) {
