@@ -2,13 +2,14 @@
 /* Copyright (C) 2026 The meshd Authors. */
 
 /*
- * meshd: the node daemon.  This release provides the plain WireGuard mode,
- * `meshd wg IFNAME`; the Tailscale-compatible node is being built on it.
+ * meshd: the node daemon (agent/daemon.c), the plain WireGuard mode
+ * `meshd wg IFNAME` (wg/wgd.c), and `meshd debug-control` (agent/ctltool.c).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "agent/ctltool.h"
 #include "common/version.h"
 #include "wg/wgd.h"
 
@@ -16,8 +17,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: meshd wg [-f] IFNAME          userspace WireGuard interface, configured by wg(8)\n"
+	    "usage: meshd [--statedir DIR] [--socket PATH] [--tun NAME] [--port N] [--verbose N]\n"
+	    "       meshd --cleanup\n"
+	    "       meshd wg [-f] IFNAME          userspace WireGuard interface, configured by wg(8)\n"
 	    "       meshd wg --stats IFNAME       its packet and drop counters\n"
+	    "       meshd debug-control --login-server URL --statedir DIR [--authkey KEY] ...\n"
+	    "                                     register with a control server and print the netmap\n"
 	    "       meshd --version\n");
 }
 
@@ -27,6 +32,8 @@ main(int argc, char **argv)
 	log_init("meshd", LOG_LVL_INFO);
 	if (argc >= 2 && strcmp(argv[1], "wg") == 0)
 		return wgd_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "debug-control") == 0)
+		return ctltool_main(argc - 1, argv + 1);
 	if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
 		printf("%s\n", MESHD_VERSION);
 		return 0;
