@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "agent/ctltool.h"
+#include "agent/daemon.h"
 #include "common/version.h"
 #include "wg/wgd.h"
 
@@ -42,6 +43,8 @@ main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (argc == 1 || argv[1][0] == '-')
+		return daemon_main(argc, argv);
 	usage(stderr);
 	return 2;
 }
