@@ -4,7 +4,7 @@
 #
 # tests/e2e/node.sh: the meshd daemon and meshctl against a real Headscale
 # v0.29.2 and real tailscaled v1.102.3 peers: the control-plane parts of the
-# acceptance cases AC01, AC02, AC04, AC05, AC06, AC16 and AC17 of
+# acceptance cases AC01 to AC06, AC16 and AC17 of
 # testing/testbed.md (their pings need the data plane, which is not here yet).
 #
 # Everything runs in one namespace: headscale on 10.0.0.1:8080 on its
@@ -154,6 +154,21 @@ else
 	pass "AC02: an expired key fails"
 fi
 check "AC02: control's message (authkey expired) is shown" grep -q 'authkey expired' "$D/ac02.out"
+
+# AC03: an ephemeral node is deleted at logout, and after inactivity.
+start_agent eph1
+check "AC03: up with an ephemeral key" up_agent eph1 "$(KEY user1 --ephemeral)"
+check "AC03: headscale lists it online" until_ok 20 HJ eph1 .online
+check "AC03: logout" AG eph1 logout
+if AG eph1 status >"$D/ac03.out" 2>&1; then fail "AC03: status after logout exits non-zero"; else pass "AC03: status after logout exits non-zero"; fi
+check "AC03: status after logout says Logged out." grep -q 'Logged out\.' "$D/ac03.out"
+check "AC03: logout deletes the ephemeral node" until_ok 30 GONE eph1
+check "AC03: up again with a new ephemeral key" up_agent eph1 "$(KEY user1 --ephemeral)"
+check "AC03: online again" until_ok 20 HJ eph1 .online
+kill9_node eph1
+sleep 30
+check_not "AC03: still there 30 s after a crash" GONE eph1
+check "AC03: deleted after the inactivity timeout (66 s)" until_ok 150 GONE eph1
 
 # AC04: logout and relogin keep the node for the same user.
 id=$(NID agent1); ip=$(AIP agent1); n=$(NCOUNT)
