@@ -25,31 +25,7 @@ D=$T_TMP/bench
 mkdir -p "$D"
 
 ns_new NS hub
-in_ns "$NS" ip addr add 10.0.0.1/32 dev lo
-cat >"$D/headscale.yaml" <<EOF
-server_url: $CTRL
-listen_addr: 10.0.0.1:8080
-metrics_listen_addr: 127.0.0.1:9090
-grpc_listen_addr: 127.0.0.1:50443
-unix_socket: $D/headscale.sock
-unix_socket_permission: "0770"
-noise: {private_key_path: $D/noise.key}
-prefixes: {v4: 100.64.0.0/10, v6: fd7a:115c:a1e0::/48, allocation: sequential}
-derp:
-  server: {enabled: true, region_id: 999, region_code: headscale, region_name: "Headscale Embedded DERP",
-           verify_clients: true, stun_listen_addr: "10.0.0.1:3478", private_key_path: $D/derp.key,
-           automatically_add_embedded_derp_region: true}
-  urls: []
-  paths: []
-  auto_update_enabled: false
-node: {expiry: 0, ephemeral: {inactivity_timeout: 66s}}
-database: {type: sqlite, sqlite: {path: $D/db.sqlite}}
-policy: {mode: database}
-dns: {magic_dns: true, base_domain: ts.test, override_local_dns: false, nameservers: {global: []}, search_domains: []}
-EOF
-HS() { "$BIN/headscale" -c "$D/headscale.yaml" "$@"; }
-bg_start "$NS" "$D/headscale.log" "$BIN/headscale" -c "$D/headscale.yaml" serve
-wait_until 30 in_ns "$NS" curl -sf "$CTRL/key?v=130" || { echo "headscale did not start"; exit 1; }
+hs_start "$NS" "$D" || { echo "headscale did not start"; exit 1; }
 HS users create bench >/dev/null
 KEY=$(HS preauthkeys create --user "$(HS users list -o json | jq -r '.[0].id')" --reusable -e 1h -o json | jq -r .key)
 

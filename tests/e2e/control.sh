@@ -29,37 +29,12 @@ for b in "$HSBIN" "$BIN/tailscaled" "$BIN/tailscale"; do
 done
 
 ns_new NS hub
-in_ns "$NS" ip addr add 10.0.0.1/32 dev lo
 
-cat >"$D/headscale.yaml" <<EOF
-server_url: $CTRL
-listen_addr: 10.0.0.1:8080
-metrics_listen_addr: 127.0.0.1:9090
-grpc_listen_addr: 127.0.0.1:50443
-unix_socket: $D/headscale.sock
-unix_socket_permission: "0770"
-noise: {private_key_path: $D/noise.key}
-prefixes: {v4: 100.64.0.0/10, v6: fd7a:115c:a1e0::/48, allocation: sequential}
-derp:
-  server: {enabled: true, region_id: 999, region_code: headscale, region_name: "Headscale Embedded DERP",
-           verify_clients: true, stun_listen_addr: "10.0.0.1:3478", private_key_path: $D/derp.key,
-           automatically_add_embedded_derp_region: true}
-  urls: []
-  paths: []
-  auto_update_enabled: false
-node: {expiry: 0, ephemeral: {inactivity_timeout: 66s}}
-database: {type: sqlite, sqlite: {path: $D/db.sqlite}}
-policy: {mode: database}
-dns: {magic_dns: true, base_domain: ts.test, override_local_dns: false, nameservers: {global: []}, search_domains: []}
-EOF
-
-HS() { "$HSBIN" -c "$D/headscale.yaml" "$@"; }
 hs_node() { HS nodes list -o json | jq -c --arg h "$1" '.[] | select(.given_name == $h)'; }
 # debug-control in the hub namespace; extra arguments follow.
 ctl() { timeout 60 ip netns exec "$NS" "$MESHD" debug-control --login-server "$CTRL" "$@"; }
 
-bg_start "$NS" "$D/headscale.log" "$HSBIN" -c "$D/headscale.yaml" serve
-check "setup: headscale answers /key" wait_until 30 in_ns "$NS" curl -sf "$CTRL/key?v=130"
+check "setup: headscale answers /key" hs_start "$NS" "$D"
 HS users create user1 >/dev/null
 USER_ID=$(HS users list -o json | jq -r '.[] | select(.name == "user1") | .id')
 KEY=$(HS preauthkeys create --user "$USER_ID" --reusable -e 1h -o json | jq -r .key)

@@ -407,3 +407,39 @@ lib_finish() {
 	printf '%s: %d PASS, %d FAIL, %d SKIP\n' "$T_NAME" "$T_PASS" "$T_FAIL" "$T_SKIP"
 	((T_FAIL == 0))
 }
+
+# --- headscale ---------------------------------------------------------------
+
+# hs_start NS DIR: headscale v0.29.2 listening on 10.0.0.1:8080 on NS's
+# loopback (testing/testbed.md §2.3), with its database, keys, socket and log
+# in DIR; returns once /key answers.  HS then runs its CLI.
+HS_URL=http://10.0.0.1:8080
+hs_start() {
+	local ns=$1 dir=$2
+	HS_DIR=$dir
+	in_ns "$ns" ip addr add 10.0.0.1/32 dev lo
+	cat >"$dir/headscale.yaml" <<EOF
+server_url: $HS_URL
+listen_addr: 10.0.0.1:8080
+metrics_listen_addr: 127.0.0.1:9090
+grpc_listen_addr: 127.0.0.1:50443
+unix_socket: $dir/headscale.sock
+unix_socket_permission: "0770"
+noise: {private_key_path: $dir/noise.key}
+prefixes: {v4: 100.64.0.0/10, v6: fd7a:115c:a1e0::/48, allocation: sequential}
+derp:
+  server: {enabled: true, region_id: 999, region_code: headscale, region_name: "Headscale Embedded DERP",
+           verify_clients: true, stun_listen_addr: "10.0.0.1:3478", private_key_path: $dir/derp.key,
+           automatically_add_embedded_derp_region: true}
+  urls: []
+  paths: []
+  auto_update_enabled: false
+node: {expiry: 0, ephemeral: {inactivity_timeout: 66s}}
+database: {type: sqlite, sqlite: {path: $dir/db.sqlite}}
+policy: {mode: database}
+dns: {magic_dns: true, base_domain: ts.test, override_local_dns: false, nameservers: {global: []}, search_domains: []}
+EOF
+	bg_start "$ns" "$dir/headscale.log" "$MESHD_CACHE/bin/headscale" -c "$dir/headscale.yaml" serve
+	wait_until 30 in_ns "$ns" curl -sf "$HS_URL/key?v=130"
+}
+HS() { "$MESHD_CACHE/bin/headscale" -c "$HS_DIR/headscale.yaml" "$@"; }

@@ -31,31 +31,7 @@ for b in "$HSBIN" "$BIN/tailscaled" "$BIN/tailscale" "$MESHCTL"; do
 done
 
 ns_new NS hub
-in_ns "$NS" ip addr add 10.0.0.1/32 dev lo
 
-cat >"$D/headscale.yaml" <<EOF
-server_url: $CTRL
-listen_addr: 10.0.0.1:8080
-metrics_listen_addr: 127.0.0.1:9090
-grpc_listen_addr: 127.0.0.1:50443
-unix_socket: $D/headscale.sock
-unix_socket_permission: "0770"
-noise: {private_key_path: $D/noise.key}
-prefixes: {v4: 100.64.0.0/10, v6: fd7a:115c:a1e0::/48, allocation: sequential}
-derp:
-  server: {enabled: true, region_id: 999, region_code: headscale, region_name: "Headscale Embedded DERP",
-           verify_clients: true, stun_listen_addr: "10.0.0.1:3478", private_key_path: $D/derp.key,
-           automatically_add_embedded_derp_region: true}
-  urls: []
-  paths: []
-  auto_update_enabled: false
-node: {expiry: 0, ephemeral: {inactivity_timeout: 66s}}
-database: {type: sqlite, sqlite: {path: $D/db.sqlite}}
-policy: {mode: database}
-dns: {magic_dns: true, base_domain: ts.test, override_local_dns: false, nameservers: {global: []}, search_domains: []}
-EOF
-
-HS() { "$HSBIN" -c "$D/headscale.yaml" "$@"; }
 UIDOF() { HS users list -o json | jq -r --arg u "$1" '.[] | select(.name == $u) | .id'; }
 KEY() { HS preauthkeys create --user "$(UIDOF "$1")" -e 1h -o json "${@:2}" | jq -r .key; }
 NID() { HS nodes list -o json | jq -r --arg h "$1" '.[] | select(.given_name == $h) | .id'; }
@@ -105,8 +81,7 @@ up_agent() { wait_until 10 AG "$1" status --json >/dev/null; AG "$1" up --login-
 until_ok() { local t=$1; shift; wait_until "$t" "$@"; }
 AIP() { AG "$1" ip -4; }
 
-bg_start "$NS" "$D/headscale.log" "$HSBIN" -c "$D/headscale.yaml" serve
-check "setup: headscale answers /key" wait_until 30 in_ns "$NS" curl -sf "$CTRL/key?v=130"
+check "setup: headscale answers /key" hs_start "$NS" "$D"
 HS users create user1 --email user1@test.no >/dev/null
 HS users create user2 --email user2@test.no >/dev/null
 
@@ -225,7 +200,7 @@ check "AC17: ip still answers while Stopped" test "$(AG agent1 ip -4)" = "$(jq -
 check "AC17: up with a new hostname" AG agent1 up --login-server="$CTRL" --hostname=agent1b
 stop_node agent1; start_agent agent1
 check "AC17: the hostname pref survives a restart" \
-	until_ok 30 bash -c "$(declare -f HS HSNODE); D=$D HSBIN=$HSBIN; HS nodes list -o json | jq -e '.[] | select(.id == $(jq -r .id <<<"$b")) | .online and .name == \"agent1b\"' >/dev/null"
+	until_ok 30 bash -c "$(declare -f HS HSNODE); HS_DIR=$D MESHD_CACHE=$MESHD_CACHE; HS nodes list -o json | jq -e '.[] | select(.id == $(jq -r .id <<<"$b")) | .online and .name == \"agent1b\"' >/dev/null"
 
 # Every agent still alive, and no sanitizer report anywhere.
 for n in agent1 aux1 aux2 aux4; do
