@@ -439,7 +439,12 @@ database: {type: sqlite, sqlite: {path: $dir/db.sqlite}}
 policy: {mode: database}
 dns: {magic_dns: true, base_domain: ts.test, override_local_dns: false, nameservers: {global: []}, search_domains: []}
 EOF
-	bg_start "$ns" "$dir/headscale.log" "$MESHD_CACHE/bin/headscale" -c "$dir/headscale.yaml" serve
-	wait_until 30 in_ns "$ns" curl -sf "$HS_URL/key?v=130"
+	hs_serve "$ns"
+}
+# hs_serve NS: (re)starts the server of hs_start's DIR; HS_PID is its PID.
+hs_serve() {
+	bg_start "$1" "$HS_DIR/headscale.log" "$MESHD_CACHE/bin/headscale" -c "$HS_DIR/headscale.yaml" serve
+	HS_PID=$BG_PID
+	wait_until 30 in_ns "$1" curl -sf "$HS_URL/key?v=130"
 }
 HS() { "$MESHD_CACHE/bin/headscale" -c "$HS_DIR/headscale.yaml" "$@"; }

@@ -202,6 +202,16 @@ stop_node agent1; start_agent agent1
 check "AC17: the hostname pref survives a restart" \
 	until_ok 30 bash -c "$(declare -f HS HSNODE); HS_DIR=$D MESHD_CACHE=$MESHD_CACHE; HS nodes list -o json | jq -e '.[] | select(.id == $(jq -r .id <<<"$b")) | .online and .name == \"agent1b\"' >/dev/null"
 
+# The control server goes away and comes back: the node keeps its netmap, then reconnects.
+check "control down: agent1 Running with peer2 first" until_ok 30 PJ agent1 peer2 .Online
+stop_pid "$HS_PID" || true
+sleep 3
+check "control down: still Running" SJ agent1 '.BackendState == "Running"'
+check "control down: the last netmap is kept" PJ agent1 peer2 '(.TailscaleIPs | length) == 2'
+check "control back: headscale restarts" hs_serve "$NS"
+check "control back: meshd reconnects (headscale sees it online)" until_ok 60 HJ agent1b .online
+check "control back: still Running with its peers" until_ok 30 PJ agent1 peer2 .Online
+
 # Every agent still alive, and no sanitizer report anywhere.
 for n in agent1 aux1 aux2 aux4; do
 	check "alive: $n" kill -0 "${PIDS[$n]}"
@@ -214,4 +224,5 @@ for f in "$D"/agent*.log "$D"/aux*.log; do
 	fi
 done
 if ((SAN)); then fail "no sanitizer reports"; else pass "no sanitizer reports"; fi
+check_not "no auth key in any meshd log" grep -l 'hskey-auth-' "$D"/agent*.log "$D"/aux*.log "$D"/eph*.log
 lib_finish
