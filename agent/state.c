@@ -62,22 +62,6 @@ static const char nodekey_prefix[] = "nodekey:";
 #define JSON_FLAGS	(JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | \
 			 JSON_C_TO_STRING_NOSLASHESCAPE)
 
-static int fail(char **cause, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-fail(char **cause, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(cause, fmt, ap) < 0)
-			*cause = NULL;
-		va_end(ap);
-	}
-	return err;
-}
 
 /* Puts "<what>: " in front of an existing message. */
 static void
@@ -292,7 +276,7 @@ check_text(const char *s, size_t size, enum text_kind kind, const char *name, ch
 	const char *why = text_problem(s, size, kind);
 
 	if (why != NULL)
-		return fail(cause, -EINVAL, "%s %s", name, why);
+		return set_cause(cause, -EINVAL, "%s %s", name, why);
 	return 0;
 }
 
@@ -311,17 +295,17 @@ check_prefs(struct state_prefs *p, char **cause)
 	if (p->exit_node_ip.family == 0) {
 		memset(&p->exit_node_ip, 0, sizeof p->exit_node_ip);
 	} else if (!fix_ip(&p->exit_node_ip)) {
-		return fail(cause, -EINVAL, "Prefs.ExitNodeIP has an unknown address family");
+		return set_cause(cause, -EINVAL, "Prefs.ExitNodeIP has an unknown address family");
 	}
 	if (p->n_advertise_routes > STATE_ROUTES_MAX)
-		return fail(cause, -EINVAL, "Prefs.AdvertiseRoutes has more than %d routes",
+		return set_cause(cause, -EINVAL, "Prefs.AdvertiseRoutes has more than %d routes",
 		    STATE_ROUTES_MAX);
 	for (size_t i = 0; i < p->n_advertise_routes; i++) {
 		if (!fix_prefix(&p->advertise_routes[i]))
-			return fail(cause, -EINVAL, "Prefs.AdvertiseRoutes[%zu] is not a prefix", i);
+			return set_cause(cause, -EINVAL, "Prefs.AdvertiseRoutes[%zu] is not a prefix", i);
 		/* Go refuses these too ("has non-address bits set"). */
 		if (!host_bits_zero(&p->advertise_routes[i]))
-			return fail(cause, -EINVAL,
+			return set_cause(cause, -EINVAL,
 			    "Prefs.AdvertiseRoutes[%zu] has bits set past its prefix length", i);
 	}
 	memset(p->advertise_routes + p->n_advertise_routes, 0,
@@ -335,24 +319,24 @@ check_identity(struct state_identity *id, char **cause)
 	int r;
 
 	if (id->node_id <= 0)
-		return fail(cause, -EINVAL, "Identity.NodeID must be positive");
+		return set_cause(cause, -EINVAL, "Identity.NodeID must be positive");
 	if (id->user_id < 0)
-		return fail(cause, -EINVAL, "Identity.UserID must not be negative");
+		return set_cause(cause, -EINVAL, "Identity.UserID must not be negative");
 	if (id->key_expiry < 0)
-		return fail(cause, -EINVAL, "Identity.KeyExpiry must not be negative");
+		return set_cause(cause, -EINVAL, "Identity.KeyExpiry must not be negative");
 	if ((r = check_text(id->stable_id, sizeof id->stable_id, TEXT_ASCII,
 	    "Identity.StableID", cause)) < 0 ||
 	    (r = check_text(id->login_name, sizeof id->login_name, TEXT_UTF8,
 	    "Identity.LoginName", cause)) < 0)
 		return r;
 	if (id->stable_id[0] == '\0')
-		return fail(cause, -EINVAL, "Identity.StableID is empty");
+		return set_cause(cause, -EINVAL, "Identity.StableID is empty");
 	if (id->n_addresses > STATE_ADDRS_MAX)
-		return fail(cause, -EINVAL, "Identity.Addresses has more than %d entries",
+		return set_cause(cause, -EINVAL, "Identity.Addresses has more than %d entries",
 		    STATE_ADDRS_MAX);
 	for (size_t i = 0; i < id->n_addresses; i++)
 		if (!fix_prefix(&id->addresses[i]))
-			return fail(cause, -EINVAL, "Identity.Addresses[%zu] is not a prefix", i);
+			return set_cause(cause, -EINVAL, "Identity.Addresses[%zu] is not a prefix", i);
 	memset(id->addresses + id->n_addresses, 0,
 	    (STATE_ADDRS_MAX - id->n_addresses) * sizeof id->addresses[0]);
 	return 0;
@@ -720,7 +704,7 @@ state_serialize(const struct state *st, char **text, size_t *len, char **cause)
 	if (cause != NULL)
 		*cause = NULL;
 	if (!state_has_keys(st))
-		return fail(cause, -EINVAL, "state has no keys to save");
+		return set_cause(cause, -EINVAL, "state has no keys to save");
 
 	o = must(json_object_new_object());
 	if (st->has_old_node) {
@@ -747,7 +731,7 @@ state_serialize(const struct state *st, char **text, size_t *len, char **cause)
 	/* Always "{\n" and at least the Prefs member: splice after the brace. */
 	if (body == NULL || blen < 3 || memcmp(body, "{\n", 2) != 0) {
 		json_object_put(o);
-		return fail(cause, -EINVAL, "internal error: unexpected JSON layout");
+		return set_cause(cause, -EINVAL, "internal error: unexpected JSON layout");
 	}
 	body += 2, blen -= 2;
 
@@ -765,7 +749,7 @@ state_serialize(const struct state *st, char **text, size_t *len, char **cause)
 
 	if (n > STATE_FILE_MAX) {
 		state_text_free(buf, n);
-		return fail(cause, -EFBIG, "state would be %zu bytes, over the %d-byte limit",
+		return set_cause(cause, -EFBIG, "state would be %zu bytes, over the %d-byte limit",
 		    n, STATE_FILE_MAX);
 	}
 	*text = buf;
@@ -852,7 +836,7 @@ redact_keys(char *s, size_t len, struct key_slots *ks, char **cause)
 			sodium_memzero(ks->hex, sizeof ks->hex);
 			if (ok) {
 				if (ks->n == KEY_SLOTS)
-					return fail(cause, -EINVAL, "more than %d private keys",
+					return set_cause(cause, -EINVAL, "more than %d private keys",
 					    KEY_SLOTS);
 				memcpy(hex, ks->marker[ks->n], KEY_LEN * 2);
 				ks->n++;
@@ -892,12 +876,12 @@ member(struct json_object *o, const char *ctx, const char *name, enum json_type 
 	if (!json_object_object_get_ex(o, name, v) || *v == NULL) {
 		*v = NULL;
 		if (required)
-			return fail(cause, -EINVAL, "%s%s is missing", ctx, name);
+			return set_cause(cause, -EINVAL, "%s%s is missing", ctx, name);
 		return 0;
 	}
 	if (!json_object_is_type(*v, type)) {
 		*v = NULL;
-		return fail(cause, -EINVAL, "%s%s must be %s", ctx, name, type_name(type));
+		return set_cause(cause, -EINVAL, "%s%s must be %s", ctx, name, type_name(type));
 	}
 	return 0;
 }
@@ -926,7 +910,7 @@ get_int(struct json_object *o, const char *ctx, const char *name, bool required,
 	/* json-c saturates: INT64_MAX also stands for anything larger. */
 	i = json_object_get_int64(v);
 	if (i < min || (i == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX))
-		return fail(cause, -EINVAL, "%s%s is out of range", ctx, name);
+		return set_cause(cause, -EINVAL, "%s%s is out of range", ctx, name);
 	*out = i;
 	return 0;
 }
@@ -946,10 +930,10 @@ get_text(struct json_object *o, const char *ctx, const char *name, bool required
 	s = json_object_get_string(v);
 	len = (size_t)json_object_get_string_len(v);
 	if (len >= size)
-		return fail(cause, -EINVAL, "%s%s is too long (at most %zu bytes)", ctx, name,
+		return set_cause(cause, -EINVAL, "%s%s is too long (at most %zu bytes)", ctx, name,
 		    size - 1);
 	if (memchr(s, '\0', len) != NULL)
-		return fail(cause, -EINVAL, "%s%s contains a NUL character", ctx, name);
+		return set_cause(cause, -EINVAL, "%s%s contains a NUL character", ctx, name);
 	memcpy(dst, s, len);
 	dst[len] = '\0';
 	return 0;
@@ -967,17 +951,17 @@ get_prefixes(struct json_object *o, const char *ctx, const char *name, bool requ
 		return r;
 	cnt = json_object_array_length(a);
 	if (cnt > max)
-		return fail(cause, -EINVAL, "%s%s has more than %zu entries", ctx, name, max);
+		return set_cause(cause, -EINVAL, "%s%s has more than %zu entries", ctx, name, max);
 	for (size_t i = 0; i < cnt; i++) {
 		struct json_object *e = json_object_array_get_idx(a, i);
 		const char *s;
 
 		if (!json_object_is_type(e, json_type_string))
-			return fail(cause, -EINVAL, "%s%s[%zu] must be a string", ctx, name, i);
+			return set_cause(cause, -EINVAL, "%s%s[%zu] must be a string", ctx, name, i);
 		s = json_object_get_string(e);
 		if ((size_t)json_object_get_string_len(e) != strlen(s) ||
 		    !state_prefix_parse(&v[i], s, false))
-			return fail(cause, -EINVAL, "%s%s[%zu] is not an IP prefix", ctx, name, i);
+			return set_cause(cause, -EINVAL, "%s%s[%zu] is not an IP prefix", ctx, name, i);
 	}
 	*n = cnt;
 	return 0;
@@ -1006,10 +990,10 @@ get_privkey(struct json_object *o, const char *name, const struct key_slots *ks,
 		goto bad;
 	memcpy(out, ks->key[i], KEY_LEN);
 	if (key_is_zero(out))
-		return fail(cause, -EINVAL, "%s is the all-zero key", name);
+		return set_cause(cause, -EINVAL, "%s is the all-zero key", name);
 	return 0;
 bad:
-	return fail(cause, -EINVAL, "%s is not a private key (\"privkey:\" and 64 hex digits)",
+	return set_cause(cause, -EINVAL, "%s is not a private key (\"privkey:\" and 64 hex digits)",
 	    name);
 }
 
@@ -1028,10 +1012,10 @@ get_pubkey(struct json_object *o, const char *name, uint8_t out[static KEY_LEN],
 	if (json_object_get_string_len(v) != KEY_TEXT_LEN ||
 	    memcmp(s, nodekey_prefix, PREFIX_LEN) != 0 ||
 	    !key_from_hex(out, s + PREFIX_LEN))
-		return fail(cause, -EINVAL, "%s is not a node key (\"nodekey:\" and 64 hex digits)",
+		return set_cause(cause, -EINVAL, "%s is not a node key (\"nodekey:\" and 64 hex digits)",
 		    name);
 	if (key_is_zero(out))
-		return fail(cause, -EINVAL, "%s is the all-zero key", name);
+		return set_cause(cause, -EINVAL, "%s is the all-zero key", name);
 	*present = true;
 	return 0;
 }
@@ -1062,7 +1046,7 @@ parse_prefs(struct json_object *o, struct state_prefs *p, char **cause)
 	    (r = get_bool(o, ctx, "SNATSubnetRoutes", &p->snat_subnet_routes, cause)) < 0)
 		return r;
 	if (ip[0] != '\0' && !parse_ip(&p->exit_node_ip, ip, strlen(ip)))
-		return fail(cause, -EINVAL, "Prefs.ExitNodeIP is not an IP address");
+		return set_cause(cause, -EINVAL, "Prefs.ExitNodeIP is not an IP address");
 	return check_prefs(p, cause);
 }
 
@@ -1103,14 +1087,14 @@ parse_netmap(struct json_object *o, struct state *st, char **cause)
 	if (len == 0)
 		return 0;
 	if (len > max_b64)
-		return fail(cause, -EINVAL, "LastNetmap is over %d bytes", STATE_NETMAP_MAX);
+		return set_cause(cause, -EINVAL, "LastNetmap is over %d bytes", STATE_NETMAP_MAX);
 	st->netmap = xmalloc(len / 4 * 3 + 3);
 	if (sodium_base642bin(st->netmap, len / 4 * 3 + 2, s, len, NULL, &binlen, &endp,
 	    sodium_base64_VARIANT_ORIGINAL) != 0 || endp != s + len ||
 	    binlen > STATE_NETMAP_MAX) {
 		free(st->netmap);
 		st->netmap = NULL;
-		return fail(cause, -EINVAL, "LastNetmap is not valid base64");
+		return set_cause(cause, -EINVAL, "LastNetmap is not valid base64");
 	}
 	st->netmap[binlen] = '\0';
 	st->netmap_len = binlen;
@@ -1130,7 +1114,7 @@ parse_into(struct state *out, const char *buf, size_t len, char **cause)
 	int r;
 
 	if (len > STATE_FILE_MAX)
-		return fail(cause, -EFBIG, "%zu bytes, over the %d-byte limit", len,
+		return set_cause(cause, -EFBIG, "%zu bytes, over the %d-byte limit", len,
 		    STATE_FILE_MAX);
 	ks = must(sodium_malloc(sizeof *ks));
 	slots_init(ks);
@@ -1145,28 +1129,28 @@ parse_into(struct state *out, const char *buf, size_t len, char **cause)
 	root = json_tokener_parse_ex(tok, copy, (int)len);
 	jerr = json_tokener_get_error(tok);
 	if (jerr == json_tokener_continue) {
-		r = fail(cause, -EINVAL, "truncated JSON, or a bare value instead of an object");
+		r = set_cause(cause, -EINVAL, "truncated JSON, or a bare value instead of an object");
 		goto out;
 	}
 	if (jerr != json_tokener_success) {
-		r = fail(cause, -EINVAL, "bad JSON at byte %zu: %s",
+		r = set_cause(cause, -EINVAL, "bad JSON at byte %zu: %s",
 		    json_tokener_get_parse_end(tok), json_tokener_error_desc(jerr));
 		goto out;
 	}
 	if (json_tokener_get_parse_end(tok) != len) {
-		r = fail(cause, -EINVAL, "trailing data after the JSON object at byte %zu",
+		r = set_cause(cause, -EINVAL, "trailing data after the JSON object at byte %zu",
 		    json_tokener_get_parse_end(tok));
 		goto out;
 	}
 	if (!json_object_is_type(root, json_type_object)) {
-		r = fail(cause, -EINVAL, "not a JSON object");
+		r = set_cause(cause, -EINVAL, "not a JSON object");
 		goto out;
 	}
 
 	if ((r = get_int(root, "", "Version", true, 1, &version, cause)) < 0)
 		goto out;
 	if (version > STATE_FORMAT_VERSION) {
-		r = fail(cause, -EPROTONOSUPPORT,
+		r = set_cause(cause, -EPROTONOSUPPORT,
 		    "format version %lld is newer than this meshd understands (%d)",
 		    (long long)version, STATE_FORMAT_VERSION);
 		goto out;
@@ -1267,12 +1251,12 @@ open_dir(const char *dir, bool create, char **cause)
 
 	if (fd < 0 && errno == ENOENT && create) {
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return fail(cause, -errno, "create state directory %s: %s", dir,
+			return set_cause(cause, -errno, "create state directory %s: %s", dir,
 			    strerror(errno));
 		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	if (fd < 0)
-		return fail(cause, -errno, "state directory %s: %s", dir, strerror(errno));
+		return set_cause(cause, -errno, "state directory %s: %s", dir, strerror(errno));
 	return fd;
 }
 
@@ -1280,18 +1264,18 @@ static int
 check_file(int fd, const char *path, struct stat *sb, char **cause)
 {
 	if (fstat(fd, sb) < 0)
-		return fail(cause, -errno, "%s: %s", path, strerror(errno));
+		return set_cause(cause, -errno, "%s: %s", path, strerror(errno));
 	if (!S_ISREG(sb->st_mode))
-		return fail(cause, -EINVAL, "%s is not a regular file", path);
+		return set_cause(cause, -EINVAL, "%s is not a regular file", path);
 	/* Whoever can write the file chooses our identity: only us. */
 	if (sb->st_uid != geteuid())
-		return fail(cause, -EPERM, "%s is owned by uid %u, not by us (uid %u)", path,
+		return set_cause(cause, -EPERM, "%s is owned by uid %u, not by us (uid %u)", path,
 		    (unsigned int)sb->st_uid, (unsigned int)geteuid());
 	if (sb->st_mode & (S_IWGRP | S_IWOTH))
-		return fail(cause, -EPERM, "%s is group- or world-writable (mode %04o); "
+		return set_cause(cause, -EPERM, "%s is group- or world-writable (mode %04o); "
 		    "refusing to use it", path, (unsigned int)(sb->st_mode & 07777));
 	if (sb->st_size > STATE_FILE_MAX)
-		return fail(cause, -EFBIG, "%s is %lld bytes, over the %d-byte limit", path,
+		return set_cause(cause, -EFBIG, "%s is %lld bytes, over the %d-byte limit", path,
 		    (long long)sb->st_size, STATE_FILE_MAX);
 	if (sb->st_mode & (S_IRWXG | S_IRWXO)) {
 		log_warn("%s was accessible to others (mode %04o): its private keys may have "
@@ -1316,7 +1300,7 @@ read_file(int fd, const char *path, size_t size, char **bufp, size_t *lenp, char
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			r = fail(cause, -errno, "read %s: %s", path, strerror(errno));
+			r = set_cause(cause, -errno, "read %s: %s", path, strerror(errno));
 			break;
 		}
 		if (n == 0)
@@ -1324,7 +1308,7 @@ read_file(int fd, const char *path, size_t size, char **bufp, size_t *lenp, char
 		len += (size_t)n;
 	}
 	if (r == 0 && len == cap)
-		r = fail(cause, -EAGAIN, "%s changed while being read", path);
+		r = set_cause(cause, -EAGAIN, "%s changed while being read", path);
 	if (r < 0) {
 		sodium_memzero(buf, len);
 		free(buf);
@@ -1359,7 +1343,7 @@ state_load(struct state *st, const char *dir, bool *found, char **cause)
 	if (dfd < 0) {
 		if (errno == ENOENT)
 			return 0;	/* a fresh node */
-		return fail(cause, -errno, "state directory %s: %s", dir, strerror(errno));
+		return set_cause(cause, -errno, "state directory %s: %s", dir, strerror(errno));
 	}
 	if (asprintf(&path, "%s/%s", dir, STATE_FILE_NAME) < 0)
 		fatal("out of memory");
@@ -1372,10 +1356,10 @@ state_load(struct state *st, const char *dir, bool *found, char **cause)
 		if (errno == ENOENT)
 			r = 0;
 		else if (errno == ELOOP)
-			r = fail(cause, -ELOOP, "%s is a symbolic link; refusing to follow it",
+			r = set_cause(cause, -ELOOP, "%s is a symbolic link; refusing to follow it",
 			    path);
 		else
-			r = fail(cause, -errno, "%s: %s", path, strerror(errno));
+			r = set_cause(cause, -errno, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((r = check_file(fd, path, &sb, cause)) < 0 ||
@@ -1462,7 +1446,7 @@ state_save(struct state *st, const char *dir, bool *written, char **cause)
 
 	fd = openat(dfd, tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		r = fail(cause, -errno, "create %s/%s: %s", dir, tmpname, strerror(errno));
+		r = set_cause(cause, -errno, "create %s/%s: %s", dir, tmpname, strerror(errno));
 		goto out;
 	}
 	created = true;
@@ -1472,17 +1456,17 @@ state_save(struct state *st, const char *dir, bool *written, char **cause)
 	 */
 	if (fchmod(fd, 0600) < 0 || (r = write_all(fd, text, len)) < 0 || fsync(fd) < 0) {
 		r = r < 0 ? r : -errno;
-		r = fail(cause, r, "write %s/%s: %s", dir, tmpname, strerror(-r));
+		r = set_cause(cause, r, "write %s/%s: %s", dir, tmpname, strerror(-r));
 		goto out;
 	}
 	r = close(fd);
 	fd = -1;
 	if (r < 0) {
-		r = fail(cause, -errno, "write %s/%s: %s", dir, tmpname, strerror(errno));
+		r = set_cause(cause, -errno, "write %s/%s: %s", dir, tmpname, strerror(errno));
 		goto out;
 	}
 	if (renameat(dfd, tmpname, dfd, STATE_FILE_NAME) < 0) {
-		r = fail(cause, -errno, "rename %s/%s to %s: %s", dir, tmpname, STATE_FILE_NAME,
+		r = set_cause(cause, -errno, "rename %s/%s to %s: %s", dir, tmpname, STATE_FILE_NAME,
 		    strerror(errno));
 		goto out;
 	}

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Copyright (C) 2026 The meshd Authors. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,4 +46,18 @@ xstrdup(const char *s)
 	if (p == NULL)
 		fatal("out of memory");
 	return p;
+}
+
+int
+set_cause(char **cause, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cause != NULL) {
+		va_start(ap, fmt);
+		if (vasprintf(cause, fmt, ap) < 0)
+			*cause = NULL;
+		va_end(ap);
+	}
+	return err;
 }

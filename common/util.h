@@ -16,6 +16,13 @@ void *xcalloc(size_t n, size_t size);
 void *xreallocarray(void *p, size_t n, size_t size);
 char *xstrdup(const char *s);
 
+/*
+ * For functions that explain a failure through "char **cause" (tmux's
+ * convention): formats the message into *cause (the caller frees it; NULL if
+ * out of memory, or if cause is NULL nothing is kept) and returns err.
+ */
+int set_cause(char **cause, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))

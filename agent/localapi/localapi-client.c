@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "agent/localapi/localapi.h"
+#include "common/util.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 
@@ -37,24 +38,6 @@ struct call_ctx {
 	bool too_big;
 	bool oom;
 };
-
-static int
-set_cause(char **cause, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-set_cause(char **cause, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (cause != NULL) {
-		va_start(ap, fmt);
-		if (vasprintf(cause, fmt, ap) < 0)
-			*cause = NULL;
-		va_end(ap);
-	}
-	return err;
-}
 
 static bool
 buf_add(struct call_ctx *c, const char *p, size_t n)
