@@ -21,6 +21,7 @@
  * path allocates.
  */
 #include <arpa/inet.h>
+#include <linux/virtio_net.h>
 #include <netinet/udp.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -436,20 +437,40 @@ tun_packet(struct wgd *w, struct pkt *p, uint64_t now)
 	}
 }
 
+/*
+ * How many buffers a read of len bytes can become: one, or for a TSO
+ * super-packet one per gso_size of payload (plus one for rounding).  Taking
+ * only those keeps the per-read cost, and the pool pages touched, in
+ * proportion to the data.  offload_split() checks the header properly.
+ */
+static size_t
+split_count(const struct wgd *w, size_t len)
+{
+	struct virtio_net_hdr h;
+
+	if (!w->vnet || len < sizeof h)
+		return 1;
+	memcpy(&h, w->tunbuf, sizeof h);
+	if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || h.gso_size == 0)
+		return 1;
+	return MIN(len / h.gso_size + 2, (size_t)WGD_SPLIT_MAX);
+}
+
 /* One read(): a plain packet, or with virtio headers possibly a TSO super-packet. */
 static bool
 tun_read_one(struct wgd *w, uint64_t now)
 {
 	uint8_t *out[WGD_SPLIT_MAX];
 	uint16_t lens[WGD_SPLIT_MAX];
-	size_t n = 0;
+	size_t n = 0, want;
 	ssize_t len;
 	int segs;
 
 	len = read(w->tun_fd, w->tunbuf, OFFLOAD_MAX_READ);
 	if (len <= 0)
 		return false;
-	while (n < WGD_SPLIT_MAX && (w->split[n] = pkt_get(&w->pool)) != NULL) {
+	want = split_count(w, (size_t)len);
+	while (n < want && (w->split[n] = pkt_get(&w->pool)) != NULL) {
 		out[n] = pkt_data(w->split[n]);
 		n++;
 	}
