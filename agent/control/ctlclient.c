@@ -70,9 +70,18 @@ struct ctl_client {
 	struct event *retry_ev;		/* backoff, and deferred connection teardown */
 	struct event *watchdog_ev;
 	unsigned int failures;
+
+	struct ctl_netinfo ni;		/* what the data plane last reported */
+	bool have_ni;
+	struct ctl_req *lite_req;	/* an endpoint update in flight */
+	bool lite_pending;		/* ... and another one due after it */
+	struct fetch *ping_fetch;	/* the answer to a PingRequest */
+	char *ping_url;			/* the last PingRequest URL, to answer each once */
 };
 
 static void dial(struct ctl_client *cl);
+static void send_lite(struct ctl_client *cl);
+static char *map_request(const struct ctl_client *cl, bool lite);
 
 static void
 set_phase(struct ctl_client *cl, enum ctl_phase p, const char *url)
@@ -127,7 +136,7 @@ static void
 drop_conn(struct ctl_client *cl)
 {
 	cl->conn_ready = false;
-	cl->reg_req = cl->map_req = NULL;
+	cl->reg_req = cl->map_req = cl->lite_req = NULL;
 	ctl_conn_free(cl->conn);
 	cl->conn = NULL;
 	mapresp_stream_free(cl->stream);
@@ -148,7 +157,35 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 /* --- JSON --- */
 
 static json_object *
-hostinfo(const struct ctl_client_cfg *cfg)
+tristate(int8_t v)
+{
+	return v < 0 ? NULL : json_object_new_boolean(v);
+}
+
+static json_object *
+netinfo(const struct ctl_netinfo *ni)
+{
+	json_object *o = json_object_new_object(), *lat = json_object_new_object();
+
+	json_object_object_add(o, "MappingVariesByDestIP", tristate(ni->mapping_varies));
+	json_object_object_add(o, "WorkingIPv6", tristate(ni->working_ipv6));
+	json_object_object_add(o, "OSHasIPv6", json_object_new_boolean(ni->os_has_ipv6));
+	json_object_object_add(o, "WorkingUDP", tristate(ni->working_udp));
+	json_object_object_add(o, "WorkingICMPv4", json_object_new_boolean(0));
+	json_object_object_add(o, "HavePortMap", json_object_new_boolean(0));
+	json_object_object_add(o, "UPnP", json_object_new_boolean(0));
+	json_object_object_add(o, "PMP", json_object_new_boolean(0));
+	json_object_object_add(o, "PCP", json_object_new_boolean(0));
+	json_object_object_add(o, "PreferredDERP", json_object_new_int(ni->preferred_derp));
+	for (size_t i = 0; i < ni->n_latencies; i++)
+		json_object_object_add(lat, ni->latency[i].key,
+		    json_object_new_double(ni->latency[i].seconds));
+	json_object_object_add(o, "DERPLatency", lat);
+	return o;
+}
+
+static json_object *
+hostinfo(const struct ctl_client_cfg *cfg, const struct ctl_netinfo *ni)
 {
 	json_object *hi = json_object_new_object(), *routes = json_object_new_array();
 
@@ -162,6 +199,8 @@ hostinfo(const struct ctl_client_cfg *cfg)
 	for (unsigned int i = 0; i < cfg->n_routes; i++)
 		json_object_array_add(routes, json_object_new_string(cfg->routes[i]));
 	json_object_object_add(hi, "RoutableIPs", routes);
+	if (ni != NULL)
+		json_object_object_add(hi, "NetInfo", netinfo(ni));
 	return hi;
 }
 
@@ -194,31 +233,158 @@ ctl_register_request(const struct ctl_client_cfg *cfg, const char *followup, boo
 	    "1970-01-01T00:02:03Z" : "0001-01-01T00:00:00Z"));
 	if (followup)
 		json_object_object_add(o, "Followup", json_object_new_string(followup));
-	json_object_object_add(o, "Hostinfo", hostinfo(cfg));
+	json_object_object_add(o, "Hostinfo", hostinfo(cfg, NULL));
 	out = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;
 }
 
+/*
+ * The streaming map request, or with lite the endpoint update that leaves
+ * the stream alone (Stream false, OmitPeers true: Headscale answers 200 and
+ * nothing else, hscontrol/poll.go).
+ */
 static char *
-map_request(const struct ctl_client_cfg *cfg)
+map_request(const struct ctl_client *cl, bool lite)
 {
+	const struct ctl_client_cfg *cfg = &cl->cfg;
+	const struct ctl_netinfo *ni = cl->have_ni ? &cl->ni : NULL;
 	json_object *o = json_object_new_object();
 	char *out;
 
 	json_object_object_add(o, "Version", json_object_new_int(MESHD_CAPVER));
 	json_object_object_add(o, "Compress", json_object_new_string("zstd"));
-	json_object_object_add(o, "KeepAlive", json_object_new_boolean(1));
-	json_object_object_add(o, "Stream", json_object_new_boolean(1));
+	json_object_object_add(o, "KeepAlive", json_object_new_boolean(!lite));
+	json_object_object_add(o, "Stream", json_object_new_boolean(!lite));
+	if (lite)
+		json_object_object_add(o, "OmitPeers", json_object_new_boolean(1));
 	json_object_object_add(o, "NodeKey", key_string("nodekey:", cfg->node_pub));
 	json_object_object_add(o, "DiscoKey", key_string("discokey:", cfg->disco_pub));
-	json_object_object_add(o, "Hostinfo", hostinfo(cfg));
+	if (ni != NULL && ni->n_endpoints > 0) {
+		json_object *eps = json_object_new_array(), *types = json_object_new_array();
+
+		for (size_t i = 0; i < ni->n_endpoints; i++) {
+			json_object_array_add(eps, json_object_new_string(ni->endpoints[i]));
+			json_object_array_add(types, json_object_new_int(ni->endpoint_types[i]));
+		}
+		json_object_object_add(o, "Endpoints", eps);
+		json_object_object_add(o, "EndpointTypes", types);
+	}
+	json_object_object_add(o, "Hostinfo", hostinfo(cfg, ni));
 	out = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return out;
 }
 
 /* --- the map stream --- */
+
+static void
+ping_done(void *ctx, long status, const char *body, size_t len, const char *err)
+{
+	struct ctl_client *cl = ctx;
+
+	cl->ping_fetch = NULL;
+	if (err != NULL || status < 200 || status > 299)
+		log_warn("control: answering a ping: %s", err ? err : "unexpected status");
+	else
+		log_debug("control: answered a ping");
+}
+
+/*
+ * PingRequest (control.md §7.1): a HEAD to the URL says we are alive and
+ * reading the map stream.  Each URL is answered once; Headscale makes a
+ * fresh one per ping.  Over Noise (URLIsNoise) and typed pings (c2n, disco,
+ * TSMP) are not asked of us by Headscale and are ignored.
+ */
+static void
+answer_ping(struct ctl_client *cl, const struct mapresp_ping *pr)
+{
+	if (pr->url == NULL || pr->url[0] == '\0' || (pr->types && pr->types[0] != '\0') ||
+	    pr->url_is_noise) {
+		log_debug("control: ignored a ping request of a kind we do not answer");
+		return;
+	}
+	if (strncmp(pr->url, "http://", 7) != 0 && strncmp(pr->url, "https://", 8) != 0)
+		return;
+	if (cl->ping_url != NULL && strcmp(cl->ping_url, pr->url) == 0)
+		return;
+	free(cl->ping_url);
+	cl->ping_url = xstrdup(pr->url);
+	fetch_cancel(cl->ping_fetch);
+	cl->ping_fetch = fetch_head(cl->fetcher, pr->url, 10000, ping_done, cl);
+}
+
+static void
+lite_done(void *ctx, int status, const char *body, size_t len, const char *err)
+{
+	struct ctl_client *cl = ctx;
+
+	cl->lite_req = NULL;
+	if (err != NULL || status != 200)
+		log_warn("control: endpoint update: %s", err ? err : "refused");
+	if (cl->lite_pending) {
+		cl->lite_pending = false;
+		send_lite(cl);
+	}
+}
+
+static const struct ctl_req_ops lite_ops = { NULL, lite_done };
+
+static void
+send_lite(struct ctl_client *cl)
+{
+	char *req;
+
+	if (cl->conn == NULL || !cl->conn_ready || cl->map_req == NULL || !cl->have_map)
+		return;		/* the next map request carries it */
+	if (cl->lite_req != NULL) {
+		cl->lite_pending = true;
+		return;
+	}
+	req = map_request(cl, true);
+	cl->lite_req = ctl_conn_request(cl->conn, "/machine/map", req, strlen(req), false,
+	    &lite_ops, cl);
+	free(req);
+}
+
+static bool
+netinfo_material_change(const struct ctl_netinfo *a, const struct ctl_netinfo *b)
+{
+	if (a->preferred_derp != b->preferred_derp || a->working_udp != b->working_udp ||
+	    a->working_ipv6 != b->working_ipv6 || a->mapping_varies != b->mapping_varies ||
+	    a->os_has_ipv6 != b->os_has_ipv6 || a->n_endpoints != b->n_endpoints)
+		return true;
+	/* The endpoint set, in any order. */
+	for (size_t i = 0; i < a->n_endpoints; i++) {
+		size_t j;
+
+		for (j = 0; j < b->n_endpoints; j++)
+			if (strcmp(a->endpoints[i], b->endpoints[j]) == 0)
+				break;
+		if (j == b->n_endpoints)
+			return true;
+	}
+	return false;
+}
+
+void
+ctl_client_set_netinfo(struct ctl_client *cl, const struct ctl_netinfo *ni)
+{
+	bool changed = !cl->have_ni || netinfo_material_change(&cl->ni, ni);
+
+	cl->ni = *ni;
+	cl->ni.n_endpoints = MIN(cl->ni.n_endpoints, (size_t)CTL_MAX_ENDPOINTS);
+	cl->ni.n_latencies = MIN(cl->ni.n_latencies, (size_t)CTL_MAX_LATENCIES);
+	cl->have_ni = true;
+	if (changed)
+		send_lite(cl);
+}
+
+bool
+ctl_client_connected(const struct ctl_client *cl)
+{
+	return cl->map_req != NULL && cl->have_map;
+}
 
 static void
 watchdog_cb(evutil_socket_t fd, short what, void *arg)
@@ -255,6 +421,8 @@ on_map_msg(void *ctx, const char *json, size_t len)
 	changed = netmap_apply(cl->nm, mr);
 	if (mr->node != NULL)
 		cl->have_map = true;
+	if (mr->ping != NULL)
+		answer_ping(cl, mr->ping);
 	mapresp_free(mr);
 	if (changed && cl->ops->netmap)
 		cl->ops->netmap(cl->ctx, cl->nm, changed);
@@ -297,7 +465,7 @@ static const struct ctl_req_ops map_ops = { map_data, map_done };
 static void
 start_map(struct ctl_client *cl)
 {
-	char *req = map_request(&cl->cfg);
+	char *req = map_request(cl, false);
 	struct timeval tv = { MAP_WATCHDOG_SEC, 0 };
 
 	mapresp_stream_free(cl->stream);
@@ -618,7 +786,9 @@ ctl_client_free(struct ctl_client *cl)
 		return;
 	drop_conn(cl);
 	fetch_cancel(cl->key_fetch);
+	fetch_cancel(cl->ping_fetch);
 	fetcher_free(cl->fetcher);
+	free(cl->ping_url);
 	if (cl->retry_ev)
 		event_free(cl->retry_ev);
 	if (cl->watchdog_ev)

@@ -76,6 +76,38 @@ enum ctl_phase ctl_client_phase(const struct ctl_client *cl);
 /* The netmap (never NULL; empty until the first map). */
 struct netmap *ctl_client_netmap(struct ctl_client *cl);
 
+/*
+ * What the data plane tells control about our network (MapRequest
+ * Endpoints/EndpointTypes and Hostinfo.NetInfo, derp_disco.md §4.2, §5.4).
+ */
+#define CTL_MAX_ENDPOINTS	16
+#define CTL_MAX_LATENCIES	32
+struct ctl_netinfo {
+	int32_t preferred_derp;		/* 0 = none yet */
+	int8_t working_udp;		/* -1 unknown (null), 0, 1 */
+	int8_t working_ipv6;
+	int8_t mapping_varies;
+	bool os_has_ipv6;
+	size_t n_latencies;
+	struct {
+		char key[24];		/* "<region>-v4" / "<region>-v6" */
+		double seconds;
+	} latency[CTL_MAX_LATENCIES];
+	size_t n_endpoints;
+	char endpoints[CTL_MAX_ENDPOINTS][64];	/* "ip:port", "[ip6]:port" */
+	int endpoint_types[CTL_MAX_ENDPOINTS];	/* tailcfg.EndpointType */
+};
+
+/*
+ * Sets what the next MapRequests carry.  When it changed materially (the
+ * endpoint set, the home region or the working-UDP/IPv6 flags, not mere
+ * latencies) and the map stream is up, a "lite" update (Stream false,
+ * OmitPeers true) tells the server at once.
+ */
+void ctl_client_set_netinfo(struct ctl_client *cl, const struct ctl_netinfo *ni);
+/* Whether the map stream is up (for "never change home DERP while disconnected"). */
+bool ctl_client_connected(const struct ctl_client *cl);
+
 /* A RegisterResponse (control.md §5.2), the fields we act on. */
 #define CTL_REGISTER_MAX	(1U << 20)
 struct ctl_register_result {

@@ -219,8 +219,8 @@ fetcher_free(struct fetcher *f)
 	free(f);
 }
 
-struct fetch *
-fetch_get(struct fetcher *f, const char *url, size_t max_body, long timeout_ms,
+static struct fetch *
+fetch_start(struct fetcher *f, const char *url, bool head, size_t max_body, long timeout_ms,
     fetch_done_fn done, void *ctx)
 {
 	struct fetch *x = xcalloc(1, sizeof *x);
@@ -244,6 +244,8 @@ fetch_get(struct fetcher *f, const char *url, size_t max_body, long timeout_ms,
 	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_USERAGENT, "meshd");
+	if (head)
+		curl_easy_setopt(x->easy, CURLOPT_NOBODY, 1L);
 	if (curl_multi_add_handle(f->multi, x->easy) != CURLM_OK) {
 		curl_easy_cleanup(x->easy);
 		free(x);
@@ -252,4 +254,17 @@ fetch_get(struct fetcher *f, const char *url, size_t max_body, long timeout_ms,
 	x->next = f->list;
 	f->list = x;
 	return x;
+}
+
+struct fetch *
+fetch_get(struct fetcher *f, const char *url, size_t max_body, long timeout_ms,
+    fetch_done_fn done, void *ctx)
+{
+	return fetch_start(f, url, false, max_body, timeout_ms, done, ctx);
+}
+
+struct fetch *
+fetch_head(struct fetcher *f, const char *url, long timeout_ms, fetch_done_fn done, void *ctx)
+{
+	return fetch_start(f, url, true, 0, timeout_ms, done, ctx);
 }

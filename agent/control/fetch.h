@@ -32,6 +32,9 @@ void fetcher_free(struct fetcher *f);	/* cancels pending fetches without callbac
  */
 struct fetch *fetch_get(struct fetcher *f, const char *url, size_t max_body, long timeout_ms,
     fetch_done_fn done, void *ctx);
+/* A HEAD request (PingRequest answers): only the status matters. */
+struct fetch *fetch_head(struct fetcher *f, const char *url, long timeout_ms, fetch_done_fn done,
+    void *ctx);
 void fetch_cancel(struct fetch *x);	/* no callback; NULL-safe */
 
 #endif
