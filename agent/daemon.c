@@ -19,6 +19,7 @@
 
 #include "agent/daemon.h"
 #include "agent/node.h"
+#include "agent/router.h"
 #include "agent/sdnotify.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -28,10 +29,6 @@
 #define DEFAULT_SOCKET		"/run/meshd/meshd.sock"
 #define DEFAULT_TUN		"mesh0"
 #define DEFAULT_PORT		41641
-/* tailscaled's routing table and rule priorities (protocol/host.md). */
-#define ROUTE_TABLE		52
-#define RULE_PRIO_LO		5200
-#define RULE_PRIO_HI		5299
 
 static void
 on_signal(evutil_socket_t sig, short what, void *arg)
@@ -51,13 +48,12 @@ cleanup(void)
 		fprintf(stderr, "meshd: netlink: %s\n", strerror(-err));
 		return 1;
 	}
-	for (int i = 0; i < 2; i++) {
-		int family = i ? AF_INET6 : AF_INET;
-
-		(void)rtnl_route_flush_table(r, family, ROUTE_TABLE);
-		(void)rtnl_rule_flush_priority(r, family, RULE_PRIO_LO, RULE_PRIO_HI);
-	}
+	err = router_cleanup(r);
 	rtnl_close(r);
+	if (err < 0) {
+		fprintf(stderr, "meshd: cleanup: %s\n", strerror(-err));
+		return 1;
+	}
 	return 0;
 }
 
