@@ -438,6 +438,12 @@ node_identity(const struct node *n)
 	return state_identity(n->st);
 }
 
+struct engine *
+node_engine(struct node *n)
+{
+	return NULL;
+}
+
 bool
 node_has_key(const struct node *n)
 {

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct event_base;
+struct engine;
 struct netmap;
 struct node;
 struct state_identity;
@@ -76,5 +77,7 @@ const struct state_prefs *node_prefs(const struct node *n);
 bool node_has_key(const struct node *n);
 /* Who control last said we are (kept across restarts), or NULL. */
 const struct state_identity *node_identity(const struct node *n);
+/* The data plane while the node is started (Starting/Running), else NULL. */
+struct engine *node_engine(struct node *n);
 
 #endif

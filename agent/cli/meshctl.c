@@ -383,6 +383,67 @@ go_duration(int64_t d, char *buf, size_t len)
 	snprintf(buf, len, "%.*s", (int)sizeof tmp - w, tmp + w);
 }
 
+/* time.Duration.Round(m): halves away from zero, saturating as Go does. */
+static int64_t
+go_round(int64_t d, int64_t m)
+{
+	int64_t r;
+
+	if (m <= 0)
+		return d;
+	r = d % m;
+	if (d < 0) {
+		r = -r;
+		if (r + r < m)
+			return d + r;
+		/* Go's d1 < d test after wrapping, without the wrap. */
+		if (d >= INT64_MIN + (m - r))
+			return d - (m - r);
+		return INT64_MIN;
+	}
+	if (r + r < m)
+		return d - r;
+	if (d <= INT64_MAX - (m - r))
+		return d + (m - r);
+	return INT64_MAX;
+}
+
+/* time.Duration(secs * float64(time.Second)), saturating where Go's is undefined. */
+static int64_t
+go_seconds(double secs)
+{
+	double ns = secs * 1e9;
+
+	if (isnan(ns))
+		return 0;
+	if (ns >= 9.2e18)
+		return INT64_MAX;
+	if (ns <= -9.2e18)
+		return INT64_MIN;
+	return (int64_t)ns;
+}
+
+static void
+sleep_ns(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / NS_PER_SEC), (long)(ns % NS_PER_SEC) };
+
+	while (ns > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The prefix Go's log package writes by default: "2006/01/02 15:04:05 ". */
+static void
+go_log_prefix(FILE *f, time_t now)
+{
+	struct tm tm;
+	char buf[32];
+
+	localtime_r(&now, &tm);
+	strftime(buf, sizeof buf, "%Y/%m/%d %H:%M:%S ", &tm);
+	fputs(buf, f);
+}
+
 /* fmt's %q for the ASCII a region code or hostname can hold. */
 static void
 go_quote(FILE *f, const char *s)
@@ -1168,8 +1229,9 @@ peer_matches(const struct cli_status *st, const struct cli_peer *p, const char *
 }
 
 /*
- * tailscaleIPFromArg: an IP as is; else a peer's (or our own) first IP by
- * name; else DNS.  0, or -ENOENT with *cause.
+ * tailscaleIPFromArg: an IP as is (meshd says if it is ours); else a
+ * peer's (or our own) first IP by name; else DNS.  0, or -ENOENT with
+ * *cause.
  */
 static int
 resolve_host(const struct cli_status *st, const char *arg, char *ip, size_t iplen,
@@ -1182,10 +1244,6 @@ resolve_host(const struct cli_status *st, const char *arg, char *ip, size_t iple
 	*cause = NULL;
 	if (is_ip(arg)) {
 		snprintf(ip, iplen, "%s", arg);
-		/* Our own address: `ping` says so without asking meshd. */
-		for (size_t i = 0; st->has_self && i < st->self.n_ips; i++)
-			if (ip_cmp(st->self.ips[i], arg) == 0)
-				*self = true;
 		return 0;
 	}
 	for (size_t i = 0; i < st->n_peers; i++) {
@@ -1456,6 +1514,11 @@ ping_type(const struct cli_ping_opts *o)
 	return "disco";
 }
 
+/* Between pings, as ping.go's time.Sleep(time.Second); tests shorten it. */
+static int64_t ping_interval_ns = NS_PER_SEC;
+
+static int ping_loop(const struct cli_ping_opts *o, const char *ip, const char *path);
+
 enum ping_verdict {
 	PING_AGAIN,		/* pong; keep going */
 	PING_DONE,		/* stop, success */
@@ -1489,10 +1552,7 @@ cli_ping_render(const char *json, size_t len, const struct cli_ping_opts *o,
 		return PING_ERROR;
 	}
 	secs = jdouble(pr, "LatencySeconds");
-	if (secs < 0 || secs > 1e9)
-		secs = 0;
-	/* .Round(time.Millisecond); secs is in [0, 1e9] here */
-	ns = (int64_t)(secs * 1e3 + 0.5) * NS_PER_MS;
+	ns = go_round(go_seconds(secs), NS_PER_MS);
 	go_duration(ns, lat, sizeof lat);
 	endpoint = jstr(pr, "Endpoint");
 	peer_relay = jstr(pr, "PeerRelay");
@@ -1546,10 +1606,9 @@ cmd_ping(int argc, char **argv)
 	};
 	char ip[INET6_ADDRSTRLEN + 8], *cause, *esc, path[512];
 	struct cli_status st;
-	bool self, any_pong = false;
+	bool self;
 	char *desc;
 	int nargs, ret;
-	long timeout_ms;
 
 	ret = parse_or_usage(flags, NFLAGS(flags), argc, argv, &nargs,
 	    "meshctl ping [--c N] [--timeout D] [--until-direct=false] "
@@ -1581,29 +1640,60 @@ cmd_ping(int argc, char **argv)
 		fprintf(cli_out, "%s is local Tailscale IP\n", ip);
 		return CLI_EXIT_OK;
 	}
-	if (verbose && strcmp(ip, argv[0]) != 0)
-		fprintf(cli_err, "lookup \"%s\" => \"%s\"\n", argv[0], ip);
+	if (verbose && strcmp(ip, argv[0]) != 0) {
+		/* log.Printf's default prefix, then %q twice. */
+		go_log_prefix(cli_err, time(NULL));
+		fputs("lookup ", cli_err);
+		go_quote(cli_err, argv[0]);
+		fputs(" => ", cli_err);
+		go_quote(cli_err, ip);
+		fputc('\n', cli_err);
+	}
 	esc = lapi_query_escape(ip);
 	if (esc == NULL)
 		return cli_fail("out of memory");
-	snprintf(path, sizeof path, LAPI_PREFIX "ping?ip=%s&type=%s&size=%ld", esc,
-	    ping_type(&o), o.size);
+	snprintf(path, sizeof path, LAPI_PREFIX "ping?ip=%s&size=%ld&type=%s", esc,
+	    o.size, ping_type(&o));
 	free(esc);
-	timeout_ms = o.timeout_ns > 0 ? (long)((o.timeout_ns + NS_PER_MS - 1) /
-	    NS_PER_MS) : 0;
+	return ping_loop(&o, ip, path);
+}
+
+/*
+ * runPing's loop: one request per ping, each bounded by --timeout; a
+ * timeout (ours, or meshd's 504 when it stops waiting first) is reported
+ * and the next ping goes out.
+ */
+static int
+ping_loop(const struct cli_ping_opts *o, const char *ip, const char *path)
+{
+	bool any_pong = false;
+	long timeout_ms = o->timeout_ns > 0 ? (long)(o->timeout_ns / NS_PER_MS +
+	    (o->timeout_ns % NS_PER_MS != 0)) : 0;
+	char *cause;
+	int ret;
 
 	for (long n = 1;; n++) {
 		struct lapi_call call = { .method = "POST", .path = path,
 		    .timeout_ms = timeout_ms };
-		struct lapi_response resp;
+		struct lapi_response resp = { 0 };
 		enum ping_verdict v;
+		bool timed_out;
 
-		ret = lapi_client_call(cli_socket, &call, &resp, &cause);
-		if (ret == -ETIMEDOUT) {
+		cause = NULL;
+		/* A context with no time left fails at once in Go, as here. */
+		if (o->timeout_ns <= 0)
+			ret = -ETIMEDOUT;
+		else
+			ret = lapi_client_call(cli_socket, &call, &resp, &cause);
+		timed_out = ret == -ETIMEDOUT || (ret == 0 && resp.status == 504);
+		if (timed_out) {
 			free(cause);
-			fprintf(cli_out, "ping \"%s\" timed out\n", ip);
+			lapi_response_clear(&resp);
+			fputs("ping ", cli_out);
+			go_quote(cli_out, ip);
+			fputs(" timed out\n", cli_out);
 			fflush(cli_out);
-			if (n == o.count)
+			if (n == o->count)
 				return any_pong ? CLI_EXIT_OK : cli_fail("no reply");
 			continue;
 		}
@@ -1620,17 +1710,17 @@ cmd_ping(int argc, char **argv)
 			lapi_response_clear(&resp);
 			return ret;
 		}
-		v = cli_ping_render(resp.body, resp.body_len, &o, &any_pong, cli_out);
+		v = cli_ping_render(resp.body, resp.body_len, o, &any_pong, cli_out);
 		lapi_response_clear(&resp);
 		if (v == PING_DONE)
 			return CLI_EXIT_OK;
 		if (v == PING_ERROR)
 			return CLI_EXIT_FAIL;
-		sleep(1);
-		if (n == o.count) {
+		sleep_ns(ping_interval_ns);
+		if (n == o->count) {
 			if (!any_pong)
 				return cli_fail("no reply");
-			if (o.until_direct)
+			if (o->until_direct)
 				return cli_fail("direct connection not established");
 			return CLI_EXIT_OK;
 		}
@@ -2537,8 +2627,43 @@ yes_no(json_object *o, const char *k)
 	return jbool(o, k) ? "true" : "false";
 }
 
+/*
+ * Time.Local().Format("2006-01-02 15:04:05.999999999Z07:00"): nanoseconds
+ * without trailing zeros, "Z" for UTC.  Go's zero time, which "Now" never
+ * is from meshd, prints as Go prints it in UTC.
+ */
+static void
+go_local_time(FILE *out, struct lapi_time t)
+{
+	struct tm tm;
+	char ts[64], frac[16] = "";
+	time_t sec = (time_t)t.sec;
+
+	if (t.sec == 0 && t.nsec == 0) {
+		fputs("\t* Time: 0001-01-01 00:00:00Z\n", out);
+		return;
+	}
+	localtime_r(&sec, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+	if (t.nsec > 0 && t.nsec < NS_PER_SEC) {
+		size_t n;
+
+		snprintf(frac, sizeof frac, ".%09d", (int)t.nsec);
+		for (n = strlen(frac); frac[n - 1] == '0'; n--)
+			frac[n - 1] = '\0';
+	}
+	fprintf(out, "\t* Time: %s%s", ts, frac);
+	if (tm.tm_gmtoff == 0)
+		fputs("Z\n", out);
+	else
+		fprintf(out, "%c%02d:%02d\n", tm.tm_gmtoff < 0 ? '-' : '+',
+		    (int)(labs(tm.tm_gmtoff) / 3600 % 100),
+		    (int)(labs(tm.tm_gmtoff) % 3600 / 60));
+}
+
+/* printNetCheckReport's text; verbose adds each region's "derpN, ". */
 static int
-cli_netcheck_render(const char *json, size_t len, FILE *out)
+netcheck_render(const char *json, size_t len, bool verbose, FILE *out)
 {
 	json_object *root = json_parse_obj(json, len);
 	json_object *r, *dm, *regions, *lat;
@@ -2556,22 +2681,9 @@ cli_netcheck_render(const char *json, size_t len, FILE *out)
 	lat = jget(r, "RegionLatency", json_type_object);
 
 	fputs("\nReport:\n", out);
-	if (lapi_time_parse(jstr(r, "Now"), &now) == 0 && now.sec != 0) {
-		time_t t = (time_t)now.sec;
-		struct tm tm;
-		char ts[64], zone[16];
-
-		localtime_r(&t, &tm);
-		strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
-		if (tm.tm_gmtoff == 0)
-			snprintf(zone, sizeof zone, "Z");
-		else
-			snprintf(zone, sizeof zone, "%c%02d:%02d",
-			    tm.tm_gmtoff < 0 ? '-' : '+',
-			    (int)(labs(tm.tm_gmtoff) / 3600 % 100),
-			    (int)(labs(tm.tm_gmtoff) % 3600 / 60));
-		fprintf(out, "\t* Time: %s.%09d%s\n", ts, (int)now.nsec, zone);
-	}
+	if (lapi_time_parse(jstr(r, "Now"), &now) != 0)
+		now = (struct lapi_time){ 0, 0 };
+	go_local_time(out, now);
 	fprintf(out, "\t* UDP: %s\n", yes_no(r, "UDP"));
 	v4 = jstr(r, "GlobalV4");
 	v6 = jstr(r, "GlobalV6");
@@ -2652,13 +2764,24 @@ cli_netcheck_render(const char *json, size_t len, FILE *out)
 		char l[48] = "";
 
 		if (rows[i].lat >= 0)
-			/* .Round(time.Millisecond / 10) */
-			go_duration((rows[i].lat + 50000) / 100000 * 100000, l, sizeof l);
-		fprintf(out, "\t\t- %3s: %-7s (%s)\n", rows[i].code, l, rows[i].name);
+			go_duration(go_round(rows[i].lat, NS_PER_MS / 10), l, sizeof l);
+		if (verbose)
+			fprintf(out, "\t\t- %3s: %-7s (derp%s, %s)\n", rows[i].code, l,
+			    rows[i].id, rows[i].name);
+		else
+			fprintf(out, "\t\t- %3s: %-7s (%s)\n", rows[i].code, l,
+			    rows[i].name);
 	}
 	free(rows);
 	json_object_put(root);
 	return CLI_EXIT_OK;
+}
+
+/* The plain text form, as the tests and the local API fuzzer drive it. */
+static int __attribute__((unused))
+cli_netcheck_render(const char *json, size_t len, FILE *out)
+{
+	return netcheck_render(json, len, false, out);
 }
 
 static int
@@ -2693,7 +2816,7 @@ cmd_netcheck(int argc, char **argv)
 		if (ret != CLI_EXIT_OK)
 			return ret;
 		if (format[0] == '\0') {
-			ret = cli_netcheck_render(resp.body, resp.body_len, cli_out);
+			ret = netcheck_render(resp.body, resp.body_len, verbose, cli_out);
 		} else {
 			root = json_parse_obj(resp.body, resp.body_len);
 			rep = jget(root, "Report", json_type_object);
@@ -2712,7 +2835,7 @@ cmd_netcheck(int argc, char **argv)
 		fflush(cli_out);
 		if (ret != CLI_EXIT_OK || every <= 0)
 			return ret;
-		usleep((useconds_t)(every / 1000));
+		sleep_ns(every);
 	}
 }
 

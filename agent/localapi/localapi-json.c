@@ -81,6 +81,45 @@ put_int(struct jb *b, json_object *o, const char *k, int64_t v)
 	put(b, o, k, json_object_new_int64(v));
 }
 
+/*
+ * A float64 as Go's encoding/json writes it: the shortest digits that read
+ * back the same, in plain notation unless the magnitude is below 1e-6 or
+ * at least 1e21 ("1e-07" then loses its exponent's zero).  json-c's own
+ * form differs ("0.0" for 0).  Not finite: 0 (Go refuses to encode it).
+ */
+static json_object *
+new_go_float(double v)
+{
+	char e[40], out[400];
+	double a;
+	int prec, exp10, decimals;
+	char *p;
+
+	if (!isfinite(v))
+		v = 0;
+	for (prec = 1; prec < 17; prec++) {
+		snprintf(e, sizeof e, "%.*e", prec - 1, v);
+		if (strtod(e, NULL) == v)
+			break;
+	}
+	snprintf(e, sizeof e, "%.*e", prec - 1, v);
+	a = fabs(v);
+	if (a != 0 && (a < 1e-6 || a >= 1e21)) {
+		size_t n = strlen(e);
+
+		if (n >= 4 && e[n - 4] == 'e' && e[n - 3] == '-' && e[n - 2] == '0') {
+			e[n - 2] = e[n - 1];
+			e[n - 1] = '\0';
+		}
+		return json_object_new_double_s(v, e);
+	}
+	p = strchr(e, 'e');
+	exp10 = p != NULL ? atoi(p + 1) : 0;
+	decimals = prec - 1 - exp10;
+	snprintf(out, sizeof out, "%.*f", decimals > 0 ? decimals : 0, v);
+	return json_object_new_double_s(v, out);
+}
+
 static json_object *
 new_strv(struct jb *b, const char *const *v, size_t n)
 {
@@ -310,8 +349,7 @@ lapi_ping_result_json(const struct lapi_ping_result *pr)
 	put_str(&b, o, "NodeIP", pr->node_ip);
 	put_str(&b, o, "NodeName", pr->node_name);
 	put_str(&b, o, "Err", pr->err);
-	put(&b, o, "LatencySeconds", json_object_new_double(
-	    isfinite(pr->latency_seconds) ? pr->latency_seconds : 0));
+	put(&b, o, "LatencySeconds", new_go_float(pr->latency_seconds));
 	put_str(&b, o, "Endpoint", pr->endpoint);
 	put_str(&b, o, "PeerRelay", pr->peer_relay);
 	put_int(&b, o, "DERPRegionID", pr->derp_region_id);
@@ -364,16 +402,62 @@ lapi_whois_json(const struct lapi_whois *w)
 	return finish(&b, o, false);
 }
 
+/* Region IDs as Go's encoding/json orders map[int] keys: as strings. */
+struct region_key {
+	char id[16];
+	const struct lapi_derp_region *rg;
+};
+
+static int
+region_key_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct region_key *)a)->id,
+	    ((const struct region_key *)b)->id);
+}
+
+/* One map[int]time.Duration of latencies; which picks the member. */
+static json_object *
+latency_map(struct jb *b, const struct region_key *keys, size_t n, int which)
+{
+	json_object *m = chk(b, json_object_new_object());
+
+	for (size_t i = 0; i < n; i++) {
+		const struct lapi_derp_region *rg = keys[i].rg;
+
+		if (which == 0 && rg->latency_ns >= 0)
+			put_int(b, m, keys[i].id, rg->latency_ns);
+		else if (which == 4 && rg->v4_ns > 0)
+			put_int(b, m, keys[i].id, rg->v4_ns);
+		else if (which == 6 && rg->v6_ns > 0)
+			put_int(b, m, keys[i].id, rg->v6_ns);
+	}
+	return m;
+}
+
 char *
 lapi_netcheck_json(const struct lapi_netcheck *nc)
 {
 	struct jb b = { 0 };
 	json_object *o = chk(&b, json_object_new_object());
 	json_object *r = chk(&b, json_object_new_object());
-	json_object *lat = chk(&b, json_object_new_object());
 	json_object *dm = chk(&b, json_object_new_object());
 	json_object *regions = chk(&b, json_object_new_object());
+	struct region_key *keys = NULL;
 
+	if (nc->n_regions > 0) {
+		keys = calloc(nc->n_regions, sizeof *keys);
+		if (keys == NULL)
+			b.oom = true;
+	}
+	for (size_t i = 0; keys != NULL && i < nc->n_regions; i++) {
+		snprintf(keys[i].id, sizeof keys[i].id, "%d", nc->regions[i].id);
+		keys[i].rg = &nc->regions[i];
+	}
+	if (keys != NULL)
+		qsort(keys, nc->n_regions, sizeof *keys, region_key_cmp);
+
+	/* net/netcheck.Report, member for member. */
+	put_time(&b, r, "Now", nc->now);
 	put_bool(&b, r, "UDP", nc->udp);
 	put_bool(&b, r, "IPv6", nc->ipv6);
 	put_bool(&b, r, "IPv4", nc->ipv4);
@@ -386,24 +470,27 @@ lapi_netcheck_json(const struct lapi_netcheck *nc)
 	put_tristate(&b, r, "PMP", nc->pmp);
 	put_tristate(&b, r, "PCP", nc->pcp);
 	put_int(&b, r, "PreferredDERP", nc->preferred_derp);
-	for (size_t i = 0; i < nc->n_regions; i++) {
-		const struct lapi_derp_region *rg = &nc->regions[i];
-		json_object *ro = chk(&b, json_object_new_object());
-		char id[16];
-
-		snprintf(id, sizeof id, "%d", rg->id);
-		if (rg->latency_ns >= 0)
-			put_int(&b, lat, id, rg->latency_ns);
-		put_int(&b, ro, "RegionID", rg->id);
-		put_str(&b, ro, "RegionCode", rg->code);
-		put_str(&b, ro, "RegionName", rg->name);
-		put(&b, regions, id, ro);
+	if (keys != NULL || nc->n_regions == 0) {
+		put(&b, r, "RegionLatency", latency_map(&b, keys, nc->n_regions, 0));
+		put(&b, r, "RegionV4Latency", latency_map(&b, keys, nc->n_regions, 4));
+		put(&b, r, "RegionV6Latency", latency_map(&b, keys, nc->n_regions, 6));
 	}
-	put(&b, r, "RegionLatency", lat);
+	put_null(&b, r, "GlobalV4Counters");
+	put_null(&b, r, "GlobalV6Counters");
 	put_str(&b, r, "GlobalV4", nc->global_v4);
 	put_str(&b, r, "GlobalV6", nc->global_v6);
 	put_null(&b, r, "CaptivePortal");
-	put_time(&b, r, "Now", nc->now);
+
+	for (size_t i = 0; keys != NULL && i < nc->n_regions; i++) {
+		const struct lapi_derp_region *rg = keys[i].rg;
+		json_object *ro = chk(&b, json_object_new_object());
+
+		put_int(&b, ro, "RegionID", rg->id);
+		put_str(&b, ro, "RegionCode", rg->code);
+		put_str(&b, ro, "RegionName", rg->name);
+		put(&b, regions, keys[i].id, ro);
+	}
+	free(keys);
 	put(&b, o, "Report", r);
 	put(&b, dm, "Regions", regions);
 	put(&b, o, "DERPMap", dm);

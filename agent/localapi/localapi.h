@@ -88,6 +88,12 @@
 #define LAPI_MAX_CONNS		64
 #define LAPI_MAX_PENDING	32
 #define LAPI_IO_TIMEOUT_SEC	10
+/* How long the daemon waits for a pong (§D) or a netcheck report (§F). */
+#define LAPI_PING_MAX_WAIT_MS		30000
+#define LAPI_NETCHECK_MAX_WAIT_MS	30000
+/* tailscale's magicsock.MaxDiscoPingSize: the largest WireGuard payload
+ * (65535 - 32) less IPv4 and UDP headers. */
+#define LAPI_MAX_DISCO_PING_SIZE	(65535 - 32 - 20 - 8)
 /* What the client accepts back: a Status of ~10k peers is a few MB. */
 #define LAPI_CLIENT_MAX_BODY	(64 * 1024 * 1024)
 
@@ -387,8 +393,7 @@ char *lapi_query_escape(const char *s);
  *   stays (mask bits as tailscale's: 2 InitialState, 4 InitialPrefs).
  *
  * §D PingResult (POST ping?ip=100.64.0.2&type=disco|TSMP|ICMP|peerapi
- *   &size=N), ipnstate.PingResult; one ping per request, the daemon's own
- *   timeout applies (meshctl also gives up after --timeout):
+ *   &size=N), ipnstate.PingResult; one ping per request:
  *   { "IP": "100.64.0.2", "NodeIP": "100.64.0.2", "NodeName": "peer1"
  *     (first label of the DNS name, else the hostname), "Err": "" (e.g.
  *     "peer's node key has expired"), "LatencySeconds": 0.0012,
@@ -397,6 +402,21 @@ char *lapi_query_escape(const char *s);
  *     (set when the pong came through DERP), "PeerAPIPort": 0,
  *     "PeerAPIURL": "", "IsLocalIP": false (Err says
  *     "<ip> is local Tailscale IP") }
+ *   As tailscaled: 400 for a missing or bad ip ("missing 'ip' parameter",
+ *   "invalid IP"), type or size ("'size' parameter is only supported with
+ *   disco pings", "maximum value for 'size' is 65475").  The answers that
+ *   are a PingResult with Err set: "no matching peer" (no node has the IP,
+ *   as an address or inside its AllowedIPs), "<ip> is local Tailscale IP"
+ *   (IsLocalIP), "peer's node key has expired", "unknown peer" (the data
+ *   plane does not know it yet), "local meshd stopped" (no data plane),
+ *   "ping type <T> is not supported" (meshd sends disco pings only: TSMP,
+ *   ICMP and peerapi are refused; an accepted size is not padded to
+ *   either).  LatencySeconds is written as Go writes a float64 ("0.0125",
+ *   "0", "1.5e-7").  503 when too many pings wait.  Only the first pong
+ *   counts.  tailscaled waits for a pong until the client gives
+ *   up; meshd waits at most LAPI_PING_MAX_WAIT_MS and then answers 504
+ *   {"error": …}, which meshctl reports like its own --timeout ("ping
+ *   "<ip>" timed out").  A client that goes away cancels the ping.
  *
  * §E WhoIs (GET whois?addr=), apitype.WhoIsResponse:
  *   { "Node": {"ID": 3, "StableID": "3", "Name": "peer1.ts.test.",
@@ -405,15 +425,28 @@ char *lapi_query_escape(const char *s);
  *     "UserProfile": {"ID": 2, "LoginName": "…", "DisplayName": "…"},
  *     "CapMap": {"<cap>": [], …} }     404 {"error": …} when unknown
  *
- * §F Netcheck (GET netcheck; the daemon runs the report):
- *   { "Report": netcheck.Report {"UDP": true, "IPv4": true, "IPv6": false,
- *       "IPv4CanSend": true, "IPv6CanSend": false, "OSHasIPv6": true,
- *       "ICMPv4": false, "MappingVariesByDestIP": false | null,
- *       "UPnP": null, "PMP": null, "PCP": null, "PreferredDERP": 999,
- *       "RegionLatency": {"999": <nanoseconds>}, "GlobalV4": "ip:port",
- *       "GlobalV6": "", "CaptivePortal": null, "Now": time},
+ * §F Netcheck (GET netcheck; the daemon runs a full report from its
+ *   WireGuard socket, where tailscale's CLI runs one itself):
+ *   { "Report": netcheck.Report, members in Go's order, so that meshctl
+ *       netcheck --format=json prints what tailscale's prints:
+ *       {"Now": time the report started, "UDP": true, "IPv6": false,
+ *       "IPv4": true, "IPv6CanSend": false, "IPv4CanSend": true,
+ *       "OSHasIPv6": true, "ICMPv4": false,
+ *       "MappingVariesByDestIP": false | null (unknown),
+ *       "UPnP": null, "PMP": null, "PCP": null (not checked: meshd does no
+ *       port mapping), "PreferredDERP": 999,
+ *       "RegionLatency": {"999": <ns>}, best of v4 and v6, regions that
+ *       answered, keys in Go's (string) order; "RegionV4Latency": {…},
+ *       "RegionV6Latency": {…} likewise per family,
+ *       "GlobalV4Counters": null, "GlobalV6Counters": null (not kept),
+ *       "GlobalV4": "ip:port" | "", "GlobalV6": "[ip6]:port" | "",
+ *       "CaptivePortal": null},
  *     "DERPMap": {"Regions": {"999": {"RegionID": 999,
- *       "RegionCode": "headscale", "RegionName": "Headscale Embedded DERP"}}} }
+ *       "RegionCode": "headscale", "RegionName": "Headscale Embedded DERP"}}}
+ *       (every region of the DERP map the report measured, answered or not:
+ *       the text form lists them all) }
+ *   503 {"error": …} while the node is not started (no data plane), 504
+ *   after LAPI_NETCHECK_MAX_WAIT_MS without a report.
  *
  * §G DNSStatus (GET dns-status), tailscale's tsdnsjsonv0.StatusResponse:
  *   { "TailscaleDNS": true (CorpDNS), "CurrentTailnet": {"MagicDNSEnabled":
@@ -628,6 +661,7 @@ struct lapi_derp_region {
 	const char *code;
 	const char *name;
 	int64_t latency_ns;		/* < 0: no answer */
+	int64_t v4_ns, v6_ns;		/* per family; <= 0: no answer */
 };
 
 enum lapi_tristate { LAPI_UNKNOWN = -1, LAPI_NO = 0, LAPI_YES = 1 };

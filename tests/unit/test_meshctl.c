@@ -5,11 +5,15 @@
  * meshctl: the renderers against status/ping/whois/netcheck/dns fixtures
  * (tailscale's words and column layout), Go-style flag and duration
  * parsing, auth keys from files, flags to prefs, `ip` selection, the `up`
- * event stream; then whole commands (cli_main) against a fake meshd on a
- * temporary socket, served by the real local API server on a loop thread:
- * `up` printing the login URL before it finishes, `logout` then `status`
- * printing "Logged out." and exiting 1, `ip -4`, `ping`, `set`, and a
- * meshd that is not there.
+ * event stream; the daemon's builders of PingResult, netcheck reports and
+ * per-peer path status (localapi-node.h) from a netmap and the data
+ * plane's answers, through meshctl's renderers; then whole commands
+ * (cli_main) against a fake meshd on a temporary socket, served by the
+ * real local API server on a loop thread and answering pings and netcheck
+ * with those builders: `up` printing the login URL before it finishes,
+ * `logout` then `status` printing "Logged out." and exiting 1, `ip -4`,
+ * `ping` (direct, DERP, local, timeouts, expired keys, until-direct),
+ * `netcheck` in its three formats, `set`, and a meshd that is not there.
  */
 #define MESHCTL_NO_MAIN
 #include "agent/cli/meshctl.c"
@@ -23,6 +27,12 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+
+#include "agent/control/mapresp.h"
+#include "agent/control/netmap.h"
+#include "agent/engine.h"
+#include "agent/localapi/localapi-node.h"
+#include "agent/magicsock/netcheck.h"
 
 #define NOW 1767225600		/* 2026-01-01T00:00:00Z */
 
@@ -662,6 +672,9 @@ test_resolve_host(void **state)
 	assert_int_equal(resolve_host(&st, "agent1", ip, sizeof ip, &self, &cause), 0);
 	assert_string_equal(ip, "100.64.0.1");
 	assert_true(self);
+	/* An IP goes to meshd as is, ours too: meshd answers IsLocalIP. */
+	assert_int_equal(resolve_host(&st, "100.64.0.1", ip, sizeof ip, &self, &cause), 0);
+	assert_false(self);
 	assert_int_equal(resolve_host(&st, "fd7a::9", ip, sizeof ip, &self, &cause), 0);
 	assert_string_equal(ip, "fd7a::9");
 	assert_false(self);
@@ -688,6 +701,15 @@ test_ping_render(void **state)
 	    "\"IsLocalIP\":true}";
 	static const char expired[] = "{\"Err\":\"peer's node key has expired\"}";
 	static const char tsmp[] = "{\"NodeName\":\"p\",\"NodeIP\":\"1.2.3.4\"}";
+	/* time.Duration(s * 1e9).Round(time.Millisecond), halves away from zero */
+	static const struct {
+		const char *secs, *want;
+	} lat[] = {
+		{ "0.0123", "12ms" }, { "0.0125", "13ms" }, { "0.0005", "1ms" },
+		{ "0.0004999", "0s" }, { "1.2345", "1.235s" }, { "61.5", "1m1.5s" },
+		{ "-0.0015", "-2ms" }, { "1e300", "2562047h47m16.854775807s" },
+		{ "\"x\"", "0s" },
+	};
 
 	(void)state;
 	capture_start(&c);
@@ -715,6 +737,23 @@ test_ping_render(void **state)
 	    "pong from p (1.2.3.4) via TSMP in 0s\n");
 	assert_string_equal(c.err, "meshctl: peer's node key has expired\n");
 	capture_free(&c);
+
+	o.tsmp = false;
+	for (size_t i = 0; i < sizeof lat / sizeof lat[0]; i++) {
+		char *json = cli_sprintf("{\"NodeName\":\"p\",\"NodeIP\":\"1.2.3.4\","
+		    "\"Endpoint\":\"5.6.7.8:9\",\"LatencySeconds\":%s}", lat[i].secs);
+		char *want = cli_sprintf("pong from p (1.2.3.4) via 5.6.7.8:9 in %s\n",
+		    lat[i].want);
+
+		capture_start(&c);
+		assert_int_equal(cli_ping_render(json, strlen(json), &o, &pong, cli_out),
+		    PING_AGAIN);
+		capture_end(&c);
+		assert_string_equal(c.out, want);
+		capture_free(&c);
+		free(json);
+		free(want);
+	}
 }
 
 static void
@@ -820,7 +859,8 @@ test_netcheck_and_dns_render(void **state)
 	assert_int_equal(cli_dns_status_render(dns, strlen(dns), false, cli_out),
 	    CLI_EXIT_OK);
 	capture_end(&c);
-	assert_non_null(strstr(c.out, "\nReport:\n\t* UDP: true\n"
+	assert_non_null(strstr(c.out, "\nReport:\n\t* Time: 0001-01-01 00:00:00Z\n"
+	    "\t* UDP: true\n"
 	    "\t* IPv4: yes, 10.0.1.2:41641\n\t* IPv6: no, but OS has support\n"
 	    "\t* MappingVariesByDestIP: false\n\t* PortMapping: not checked\n"
 	    "\t* Nearest DERP: Headscale Embedded DERP\n\t* DERP latency:\n"
@@ -837,6 +877,395 @@ test_netcheck_and_dns_render(void **state)
 	capture_free(&c);
 }
 
+/* --- the daemon's builders (localapi-node.h) ---------------------------- */
+
+#define K(c) "\"Key\":\"nodekey:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
+	c c c c "\""
+
+/* A tailnet like status_running's, as control sends it, plus odd nodes. */
+static const char tailnet_map[] =
+	"{\"Node\":{\"ID\":1,\"StableID\":\"1\",\"Name\":\"agent1.ts.test.\",\"User\":1,"
+	K("01") ",\"Addresses\":[\"100.64.0.1/32\",\"fd7a:115c:a1e0::1/128\"],"
+	"\"HomeDERP\":999,\"Hostinfo\":{\"Hostname\":\"agent1\",\"OS\":\"linux\"}},"
+	"\"DERPMap\":{\"Regions\":{"
+	"\"999\":{\"RegionID\":999,\"RegionCode\":\"headscale\","
+	"\"RegionName\":\"Headscale Embedded DERP\",\"Nodes\":[{\"Name\":\"999a\","
+	"\"RegionID\":999,\"HostName\":\"127.0.0.1\"}]},"
+	"\"901\":{\"RegionID\":901,\"RegionCode\":\"derp2\",\"RegionName\":\"Second\","
+	"\"Nodes\":[{\"Name\":\"901a\",\"RegionID\":901,\"HostName\":\"127.0.0.2\"}]},"
+	"\"5\":{\"RegionID\":5,\"RegionCode\":\"x\",\"RegionName\":\"Far\","
+	"\"Nodes\":[{\"Name\":\"5a\",\"RegionID\":5,\"HostName\":\"127.0.0.3\"}]}}},"
+	"\"Peers\":["
+	"{\"ID\":2,\"Name\":\"peer1.ts.test.\",\"User\":2," K("02") ","
+	"\"Addresses\":[\"100.64.0.2/32\",\"fd7a:115c:a1e0::2/128\"],\"HomeDERP\":999},"
+	"{\"ID\":3,\"Name\":\"peer2.ts.test.\",\"User\":2," K("03") ","
+	"\"Addresses\":[\"100.64.0.3/32\"],\"HomeDERP\":999},"
+	"{\"ID\":4,\"Name\":\"peer3.ts.test.\",\"User\":2," K("04") ","
+	"\"Addresses\":[\"100.64.0.4/32\"],\"HomeDERP\":901},"
+	"{\"ID\":5,\"Name\":\"rtr1.ts.test.\",\"User\":2," K("05") ","
+	"\"Addresses\":[\"100.64.0.5/32\"],"
+	"\"AllowedIPs\":[\"100.64.0.5/32\",\"10.77.0.0/24\"]},"
+	"{\"ID\":6,\"Name\":\"old.ts.test.\",\"User\":2," K("06") ","
+	"\"Addresses\":[\"100.64.0.6/32\"],\"Expired\":true},"
+	"{\"ID\":7,\"Name\":\"late.ts.test.\",\"User\":2," K("07") ","
+	"\"Addresses\":[\"100.64.0.7/32\"],\"KeyExpiry\":\"2025-12-31T00:00:00Z\"},"
+	"{\"ID\":8,\"Name\":\"\",\"User\":2," K("08") ",\"Hostinfo\":{\"Hostname\":"
+	"\"sub-host\"},\"Addresses\":[\"100.64.0.8/32\"],"
+	"\"AllowedIPs\":[\"100.64.0.8/32\",\"10.77.0.128/25\"]}]}";
+
+static struct netmap *
+tailnet(void)
+{
+	struct netmap *nm = netmap_new();
+	struct mapresp *mr = NULL;
+	char where[128] = "";
+	int r = mapresp_decode(tailnet_map, strlen(tailnet_map), &mr, NULL, where,
+	    sizeof where);
+
+	if (r != 0)
+		fail_msg("map: %s (%s)", mapresp_strerror(r), where);
+	netmap_apply(nm, mr);
+	mapresp_free(mr);
+	assert_int_equal(netmap_peer_count(nm), 7);
+	return nm;
+}
+
+/* What meshctl prints for one PingResult (and on stderr). */
+static enum ping_verdict
+ping_line(const char *json, char **out, char **err)
+{
+	struct cli_ping_opts o = { .count = 10, .until_direct = true };
+	struct capture c;
+	bool pong = false;
+	enum ping_verdict v;
+
+	capture_start(&c);
+	v = cli_ping_render(json, strlen(json), &o, &pong, cli_out);
+	capture_end(&c);
+	*out = c.out;
+	*err = c.err;
+	return v;
+}
+
+static void
+test_ping_builders(void **state)
+{
+	static const struct {
+		const char *ip;
+		int rc;
+		const char *node_ip, *node_name, *err;
+	} cases[] = {
+		{ "100.64.0.1", 1, "", "", "100.64.0.1 is local Tailscale IP" },
+		{ "fd7a:115c:a1e0:0:0::1", 1, "", "",
+		    "fd7a:115c:a1e0::1 is local Tailscale IP" },
+		{ "100.64.0.99", 1, "", "", "no matching peer" },
+		{ "100.64.0.2", 0, "100.64.0.2", "peer1", "" },
+		{ "fd7a:115c:a1e0::2", 0, "100.64.0.2", "peer1", "" },
+		{ "100.64.0.6", 1, "100.64.0.6", "old", "peer's node key has expired" },
+		/* Expired by the clock before control says so. */
+		{ "100.64.0.7", 1, "100.64.0.7", "late", "peer's node key has expired" },
+		/* Subnet IPs: the most specific route wins; no DNS name: hostname. */
+		{ "10.77.0.9", 0, "100.64.0.5", "rtr1", "" },
+		{ "10.77.0.200", 0, "100.64.0.8", "sub-host", "" },
+		{ "10.78.0.1", 1, "", "", "no matching peer" },
+	};
+	struct netmap *nm = tailnet();
+	const struct netmap_derp_map *dm = netmap_derp_map(nm);
+	struct lapi_ping_target t;
+	struct engine_ping_result direct = { .latency_ns = 12500000,
+	    .endpoint = "10.0.2.2:41641" };
+	struct engine_ping_result derp = { .latency_ns = 200000000, .derp_region = 901 };
+	struct engine_ping_result odd_derp = { .latency_ns = 1999999, .derp_region = 77 };
+	struct engine_ping_result failed = { .err = "no UDP or DERP addr" };
+	char *json, *out, *err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		assert_int_equal(daemon_api_ping_target(nm, cases[i].ip,
+		    NOW * 1000LL, &t), cases[i].rc);
+		assert_string_equal(t.node_ip, cases[i].node_ip);
+		assert_string_equal(t.node_name, cases[i].node_name);
+		assert_string_equal(t.err, cases[i].err);
+		assert_int_equal(t.is_local_ip, strstr(cases[i].err, "local") != NULL);
+	}
+	assert_int_equal(daemon_api_ping_target(nm, "peer1", 0, &t), -EINVAL);
+	assert_int_equal(daemon_api_ping_target(nm, "100.64.0.2/32", 0, &t), -EINVAL);
+	assert_int_equal(daemon_api_ping_target(NULL, "100.64.0.2", 0, &t), 1);
+	assert_string_equal(t.err, "no matching peer");
+	/* Not yet expired an hour earlier. */
+	assert_int_equal(daemon_api_ping_target(nm, "100.64.0.7",
+	    1767139200000LL - 3600000, &t), 0);
+
+	/* ipnstate.PingResult, with the members tailscale always writes. */
+	assert_int_equal(daemon_api_ping_target(nm, "100.64.0.1", NOW * 1000LL, &t), 1);
+	json = daemon_api_ping_json(&t, NULL, dm, NULL);
+	assert_string_equal(json, "{\"IP\":\"100.64.0.1\",\"NodeIP\":\"\","
+	    "\"NodeName\":\"\",\"Err\":\"100.64.0.1 is local Tailscale IP\","
+	    "\"LatencySeconds\":0,\"Endpoint\":\"\",\"PeerRelay\":\"\","
+	    "\"DERPRegionID\":0,\"DERPRegionCode\":\"\",\"IsLocalIP\":true}");
+	assert_int_equal(ping_line(json, &out, &err), PING_DONE);
+	assert_string_equal(out, "100.64.0.1 is local Tailscale IP\n");
+	assert_string_equal(err, "");
+	free(out);
+	free(err);
+	free(json);
+
+	assert_int_equal(daemon_api_ping_target(nm, "100.64.0.6", NOW * 1000LL, &t), 1);
+	json = daemon_api_ping_json(&t, NULL, dm, NULL);
+	assert_non_null(strstr(json, "\"NodeName\":\"old\",\"Err\":\"peer's node key "
+	    "has expired\""));
+	assert_null(strstr(json, "IsLocalIP"));
+	assert_int_equal(ping_line(json, &out, &err), PING_ERROR);
+	assert_string_equal(out, "");
+	assert_string_equal(err, "meshctl: peer's node key has expired\n");
+	free(out);
+	free(err);
+	free(json);
+
+	/* Pongs: direct, then through DERP; the latency as Go rounds it. */
+	assert_int_equal(daemon_api_ping_target(nm, "100.64.0.2", NOW * 1000LL, &t), 0);
+	json = daemon_api_ping_json(&t, &direct, dm, NULL);
+	assert_non_null(strstr(json, "\"Err\":\"\",\"LatencySeconds\":0.0125"));
+	assert_non_null(strstr(json, "\"Endpoint\":\"10.0.2.2:41641\",\"PeerRelay\":\"\","
+	    "\"DERPRegionID\":0,\"DERPRegionCode\":\"\"}"));
+	assert_int_equal(ping_line(json, &out, &err), PING_DONE);
+	assert_string_equal(out, "pong from peer1 (100.64.0.2) via 10.0.2.2:41641 in 13ms\n");
+	free(out);
+	free(err);
+	free(json);
+	json = daemon_api_ping_json(&t, &derp, dm, NULL);
+	assert_non_null(strstr(json, "\"Endpoint\":\"\",\"PeerRelay\":\"\","
+	    "\"DERPRegionID\":901,\"DERPRegionCode\":\"derp2\"}"));
+	assert_int_equal(ping_line(json, &out, &err), PING_AGAIN);
+	assert_string_equal(out, "pong from peer1 (100.64.0.2) via DERP(derp2) in 200ms\n");
+	free(out);
+	free(err);
+	free(json);
+	/* A region the map does not name: an empty code, as magicsock's. */
+	json = daemon_api_ping_json(&t, &odd_derp, dm, NULL);
+	assert_int_equal(ping_line(json, &out, &err), PING_AGAIN);
+	assert_string_equal(out, "pong from peer1 (100.64.0.2) via DERP() in 2ms\n");
+	free(out);
+	free(err);
+	free(json);
+	/* The engine's failure, and the daemon's own words, go to Err. */
+	json = daemon_api_ping_json(&t, &failed, dm, NULL);
+	assert_non_null(strstr(json, "\"NodeName\":\"peer1\",\"Err\":\"no UDP or DERP "
+	    "addr\""));
+	free(json);
+	/* LatencySeconds as Go's encoding/json writes a float64. */
+	{
+		static const struct {
+			double v;
+			const char *s;
+		} fl[] = {
+			{ 0, "0" }, { 2, "2" }, { 0.000001, "0.000001" }, { 1.5e-7, "1.5e-7" },
+			{ 1e21, "1e+21" }, { 0.1 + 0.2, "0.30000000000000004" },
+			{ 123.456, "123.456" }, { 1.0 / 0.0, "0" },
+		};
+
+		for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
+			struct lapi_ping_result pr = { .latency_seconds = fl[i].v };
+			char *want = cli_sprintf("\"LatencySeconds\":%s,", fl[i].s);
+
+			json = lapi_ping_result_json(&pr);
+			if (strstr(json, want) == NULL)
+				fail_msg("%s: want %s", json, want);
+			free(want);
+			free(json);
+		}
+	}
+	json = daemon_api_ping_json(&t, &direct, dm, "unknown peer");
+	assert_non_null(strstr(json, "\"Err\":\"unknown peer\",\"LatencySeconds\":0,"));
+	assert_non_null(strstr(json, "\"Endpoint\":\"\""));
+	free(json);
+	netmap_free(nm);
+}
+
+/* The netcheck report the fake meshd and the tests below share. */
+static char *
+netcheck_fixture(struct netmap *nm)
+{
+	struct netcheck_report r = {
+		.udp = true, .ipv4 = true, .ipv4_can_send = true, .os_has_ipv6 = true,
+		.mapping_varies_by_dest_ip = 0, .preferred_derp = 999, .n_regions = 2,
+		.regions = {
+			{ .region_id = 999, .v4_ns = 1234567, .v6_ns = 0 },
+			{ .region_id = 901, .v4_ns = 25000000, .v6_ns = 20049999 },
+		},
+	};
+
+	r.global_v4.in4.sin_family = AF_INET;
+	r.global_v4.in4.sin_port = htons(41641);
+	inet_pton(AF_INET, "10.0.1.2", &r.global_v4.in4.sin_addr);
+	return daemon_api_netcheck_json(&r, netmap_derp_map(nm),
+	    (struct lapi_time){ NOW + 3661, 120000000 });
+}
+
+static const char netcheck_report_json[] =
+	"{\"Now\":\"2026-01-01T01:01:01.12Z\",\"UDP\":true,\"IPv6\":false,\"IPv4\":true,"
+	"\"IPv6CanSend\":false,\"IPv4CanSend\":true,\"OSHasIPv6\":true,\"ICMPv4\":false,"
+	"\"MappingVariesByDestIP\":false,\"UPnP\":null,\"PMP\":null,\"PCP\":null,"
+	"\"PreferredDERP\":999,\"RegionLatency\":{\"901\":20049999,\"999\":1234567},"
+	"\"RegionV4Latency\":{\"901\":25000000,\"999\":1234567},"
+	"\"RegionV6Latency\":{\"901\":20049999},\"GlobalV4Counters\":null,"
+	"\"GlobalV6Counters\":null,\"GlobalV4\":\"10.0.1.2:41641\",\"GlobalV6\":\"\","
+	"\"CaptivePortal\":null}";
+
+static const char netcheck_text[] =
+	"\nReport:\n"
+	"\t* Time: 2026-01-01 01:01:01.12Z\n"
+	"\t* UDP: true\n"
+	"\t* IPv4: yes, 10.0.1.2:41641\n"
+	"\t* IPv6: no, but OS has support\n"
+	"\t* MappingVariesByDestIP: false\n"
+	"\t* PortMapping: not checked\n"
+	"\t* Nearest DERP: Headscale Embedded DERP\n"
+	"\t* DERP latency:\n"
+	"\t\t- headscale: 1.2ms   (Headscale Embedded DERP)\n"
+	"\t\t- derp2: 20ms    (Second)\n"
+	"\t\t-   x:         (Far)\n";
+
+static void
+test_netcheck_builder(void **state)
+{
+	struct netmap *nm = tailnet();
+	struct netcheck_report empty = { .mapping_varies_by_dest_ip = -1 };
+	char *json = netcheck_fixture(nm), *want, *s;
+	struct capture c;
+
+	(void)state;
+	setenv("TZ", "UTC", 1);
+	tzset();
+	/* Report in Go's member order; every region of the map, by ID as text. */
+	want = cli_sprintf("{\"Report\":%s,\"DERPMap\":{\"Regions\":{"
+	    "\"5\":{\"RegionID\":5,\"RegionCode\":\"x\",\"RegionName\":\"Far\"},"
+	    "\"901\":{\"RegionID\":901,\"RegionCode\":\"derp2\",\"RegionName\":\"Second\"},"
+	    "\"999\":{\"RegionID\":999,\"RegionCode\":\"headscale\","
+	    "\"RegionName\":\"Headscale Embedded DERP\"}}}}", netcheck_report_json);
+	assert_string_equal(json, want);
+	free(want);
+
+	capture_start(&c);
+	assert_int_equal(cli_netcheck_render(json, strlen(json), cli_out), CLI_EXIT_OK);
+	assert_int_equal(netcheck_render(json, strlen(json), true, cli_out), CLI_EXIT_OK);
+	capture_end(&c);
+	s = strstr(c.out, "\nReport:\n\t* Time");
+	assert_non_null(s);
+	assert_true(strncmp(c.out, netcheck_text, strlen(netcheck_text)) == 0);
+	assert_non_null(strstr(c.out + strlen(netcheck_text),
+	    "\t\t- headscale: 1.2ms   (derp999, Headscale Embedded DERP)\n"
+	    "\t\t- derp2: 20ms    (derp901, Second)\n"
+	    "\t\t-   x:         (derp5, Far)\n"));
+	capture_free(&c);
+	free(json);
+
+	/* Nothing answered: no latencies, unknown mapping, Go's wording. */
+	json = daemon_api_netcheck_json(&empty, netmap_derp_map(nm),
+	    (struct lapi_time){ NOW, 0 });
+	assert_non_null(strstr(json, "\"MappingVariesByDestIP\":null"));
+	assert_non_null(strstr(json, "\"RegionLatency\":{},\"RegionV4Latency\":{},"
+	    "\"RegionV6Latency\":{}"));
+	capture_start(&c);
+	assert_int_equal(cli_netcheck_render(json, strlen(json), cli_out), CLI_EXIT_OK);
+	capture_end(&c);
+	assert_string_equal(c.out, "\nReport:\n\t* Time: 2026-01-01 00:00:00Z\n"
+	    "\t* UDP: false\n\t* IPv4: (no addr found)\n"
+	    "\t* IPv6: no, unavailable in OS\n\t* MappingVariesByDestIP: \n"
+	    "\t* PortMapping: not checked\n"
+	    "\t* Nearest DERP: unknown (no response to latency probes)\n");
+	capture_free(&c);
+	free(json);
+	/* No DERP map yet. */
+	json = daemon_api_netcheck_json(&empty, NULL, (struct lapi_time){ NOW, 0 });
+	assert_non_null(strstr(json, "\"DERPMap\":{\"Regions\":{}}"));
+	free(json);
+	netmap_free(nm);
+}
+
+static void
+test_status_path_builder(void **state)
+{
+	struct netmap *nm = tailnet();
+	const struct netmap_derp_map *dm = netmap_derp_map(nm);
+	struct engine_peer_status es[4] = {
+		{ .cur_addr = "10.0.2.2:41641", .derp_region = 999, .rx_bytes = 200,
+		    .tx_bytes = 100, .last_handshake_ms = NOW * 1000LL + 250,
+		    .active = true },
+		{ .derp_region = 901, .tx_bytes = 5, .active = true },
+		{ .derp_region = 999, .rx_bytes = 7 },
+		{ .derp_region = 0 },
+	};
+	static const char *const names[5] = { "agent1", "peer1", "peer2", "peer3", "rtr1" };
+	static const char *const ips[5][1] = { { "100.64.0.1" }, { "100.64.0.2" },
+	    { "100.64.0.3" }, { "100.64.0.4" }, { "100.64.0.5" } };
+	static const char *const rows[5][5] = {
+		{ "100.64.0.1", "agent1", "-", "linux", "-" },
+		{ "100.64.0.2", "peer1", "-", "linux",
+		    "active; direct 10.0.2.2:41641, tx 100 rx 200" },
+		{ "100.64.0.3", "peer2", "-", "linux", "active; relay \"derp2\", tx 5 rx 0" },
+		{ "100.64.0.4", "peer3", "-", "linux", "idle, tx 0 rx 7" },
+		{ "100.64.0.5", "rtr1", "-", "linux", "-" },
+	};
+	static const int w[5] = { 12, 8, 3, 7, 46 };
+	struct lapi_peer_status ps[5];
+	struct lapi_status st = { .backend_state = "Running", .magic_dns_suffix = "ts.test" };
+	char want[1024] = "";
+	struct cli_status cs;
+	char *json, *out, key[32], dns[32];
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	for (int i = 0; i < 5; i++) {
+		memset(&ps[i], 0, sizeof ps[i]);
+		snprintf(key, sizeof key, "nodekey:%02d", i + 1);
+		snprintf(dns, sizeof dns, "%s.ts.test.", names[i]);
+		ps[i].public_key = strdup(key);
+		ps[i].dns_name = strdup(dns);
+		ps[i].host_name = names[i];
+		ps[i].os = "linux";
+		ps[i].online = true;
+		ps[i].tailscale_ips = (struct lapi_strv){ ips[i], 1 };
+	}
+	/* Self: no data-plane view; its relay is the home region. */
+	daemon_api_peer_path(&ps[0], NULL, dm, 999);
+	assert_string_equal(ps[0].relay, "headscale");
+	assert_false(ps[0].in_engine);
+	for (int i = 0; i < 4; i++)
+		daemon_api_peer_path(&ps[i + 1], &es[i], dm, 5);
+	/* No region from the data plane: the peer's HomeDERP from control. */
+	assert_string_equal(ps[4].relay, "x");
+	assert_string_equal(ps[2].relay, "derp2");
+	st.self = &ps[0];
+	st.peers = &ps[1];
+	st.n_peers = 4;
+	json = lapi_status_json(&st);
+	assert_non_null(json);
+	assert_non_null(strstr(json, "\"CurAddr\":\"10.0.2.2:41641\",\"Relay\":\"headscale\""));
+	assert_non_null(strstr(json, "\"RxBytes\":200,\"TxBytes\":100"));
+	assert_non_null(strstr(json, "\"LastHandshake\":\"2026-01-01T00:00:00.25Z\""));
+	assert_non_null(strstr(json, "\"LastHandshake\":\"0001-01-01T00:00:00Z\""));
+	assert_non_null(strstr(json, "\"InMagicSock\":true,\"InEngine\":true"));
+
+	/* The last column of `meshctl status`, from that JSON. */
+	assert_int_equal(cli_status_parse(json, strlen(json), &cs), 0);
+	f = open_memstream(&out, &len);
+	assert_int_equal(cli_status_render(&cs, &all_rows, f, NOW), CLI_EXIT_OK);
+	fclose(f);
+	for (size_t i = 0; i < 5; i++)
+		row(want, sizeof want, rows[i], w);
+	assert_string_equal(out, want);
+	free(out);
+	cli_status_free(&cs);
+	free(json);
+	for (int i = 0; i < 5; i++) {
+		free((char *)ps[i].public_key);
+		free((char *)ps[i].dns_name);
+	}
+	netmap_free(nm);
+}
+
 /* --- whole commands against a fake meshd -------------------------------- */
 
 struct fake {
@@ -849,6 +1278,8 @@ struct fake {
 	int ctl[2];
 	struct event *ctl_ev;
 	struct event *timer;
+	struct netmap *nm;		/* what the fake's pings resolve against */
+	int ping_cancels;		/* hung pings whose client left (atomic) */
 	/* loop thread only */
 	const char *state;
 	struct lapi_reply *up_reply;
@@ -974,12 +1405,55 @@ fake_prefs_patch(void *ctx, const struct lapi_request *req, struct lapi_reply *r
 }
 
 static void
+fake_ping_cancel(void *arg, struct lapi_reply *r)
+{
+	struct fake *f = arg;
+
+	__atomic_add_fetch(&f->ping_cancels, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Pings answered by the daemon's builders: peer1 pongs directly, peer3
+ * through DERP, peer2 never (the client's --timeout ends it), rtr1's
+ * routes get meshd's 504 of a ping it stopped waiting for.
+ */
+static void
 fake_ping(void *ctx, const struct lapi_request *req, struct lapi_reply *r)
 {
+	struct fake *f = ctx;
 	const char *ip = lapi_request_query(req, "ip");
-	struct lapi_ping_result pr = { .ip = ip, .node_ip = ip, .node_name = "peer1",
-	    .endpoint = "10.0.2.2:41641", .latency_seconds = 0.002 };
-	char *json = lapi_ping_result_json(&pr);
+	struct engine_ping_result direct = { .latency_ns = 2000000,
+	    .endpoint = "10.0.2.2:41641" };
+	struct engine_ping_result derp = { .latency_ns = 30400000, .derp_region = 999 };
+	const struct engine_ping_result *pong = NULL;
+	struct lapi_ping_target t;
+	char *json;
+	int rc = daemon_api_ping_target(f->nm, ip != NULL ? ip : "", NOW * 1000LL, &t);
+
+	if (rc < 0) {
+		lapi_reply_error(r, 400, "invalid IP");
+		return;
+	}
+	if (rc == 0 && strcmp(t.node_name, "peer2") == 0) {
+		lapi_reply_set_cancel(r, fake_ping_cancel, f);
+		return;
+	}
+	if (rc == 0 && strcmp(t.node_name, "rtr1") == 0) {
+		lapi_reply_error(r, 504, "no pong from %s", t.ip);
+		return;
+	}
+	if (rc == 0)
+		pong = strcmp(t.node_name, "peer3") == 0 ? &derp : &direct;
+	json = daemon_api_ping_json(&t, pong, netmap_derp_map(f->nm), NULL);
+	lapi_reply_json(r, 200, json);
+	free(json);
+}
+
+static void
+fake_netcheck(void *ctx, const struct lapi_request *req, struct lapi_reply *r)
+{
+	struct fake *f = ctx;
+	char *json = netcheck_fixture(f->nm);
 
 	lapi_reply_json(r, 200, json);
 	free(json);
@@ -988,7 +1462,7 @@ fake_ping(void *ctx, const struct lapi_request *req, struct lapi_reply *r)
 static const struct lapi_handlers fake_handlers = {
 	.status = fake_status, .up = fake_up, .logout = fake_logout,
 	.down = fake_down, .prefs_get = fake_prefs_get,
-	.prefs_patch = fake_prefs_patch, .ping = fake_ping,
+	.prefs_patch = fake_prefs_patch, .ping = fake_ping, .netcheck = fake_netcheck,
 };
 
 static void
@@ -1020,6 +1494,7 @@ fake_setup(void **state)
 	snprintf(f->sock, sizeof f->sock, "%s/m.sock", f->dir);
 	snprintf(f->sockarg, sizeof f->sockarg, "--socket=%s", f->sock);
 	f->state = "NeedsLogin";
+	f->nm = tailnet();
 	f->base = event_base_new();
 	assert_int_equal(pipe2(f->ctl, O_NONBLOCK | O_CLOEXEC), 0);
 	f->ctl_ev = event_new(f->base, f->ctl[0], EV_READ, fake_ctl, f);
@@ -1048,6 +1523,7 @@ fake_teardown(void **state)
 	close(f->ctl[0]);
 	close(f->ctl[1]);
 	rmdir(f->dir);
+	netmap_free(f->nm);
 	free(f);
 	cli_socket = LAPI_DEFAULT_SOCKET;
 	return 0;
@@ -1188,8 +1664,135 @@ test_cmd_logout_status(void **state)
 	assert_string_equal(c.out, "Tailscale is stopped.\n");
 	capture_free(&c);
 	/* A route this meshd lacks. */
-	assert_int_equal(run(f, &c, "netcheck", NULL), CLI_EXIT_FAIL);
+	assert_int_equal(run(f, &c, "dns", "status", NULL), CLI_EXIT_FAIL);
 	assert_non_null(strstr(c.err, "not implemented"));
+	capture_free(&c);
+}
+
+static void
+test_cmd_ping(void **state)
+{
+	struct fake *f = *state;
+	struct capture c;
+
+	f->state = "Running";
+	ping_interval_ns = NS_PER_MS;
+	assert_int_equal(run(f, &c, "ping", "--c=1", "--timeout=2s", "peer1", NULL),
+	    CLI_EXIT_OK);
+	assert_string_equal(c.out, "pong from peer1 (100.64.0.2) via 10.0.2.2:41641 "
+	    "in 2ms\n");
+	assert_string_equal(c.err, "");
+	capture_free(&c);
+	/* Our own address, by IP (meshd says so) and by name (meshctl does). */
+	assert_int_equal(run(f, &c, "ping", "100.64.0.1", NULL), CLI_EXIT_OK);
+	assert_string_equal(c.out, "100.64.0.1 is local Tailscale IP\n");
+	capture_free(&c);
+	assert_int_equal(run(f, &c, "ping", "agent1.ts.test", NULL), CLI_EXIT_OK);
+	assert_string_equal(c.out, "100.64.0.1 is local Tailscale IP\n");
+	capture_free(&c);
+
+	/* Only DERP: --c pongs, then the until-direct verdict. */
+	assert_int_equal(run(f, &c, "ping", "--c", "2", "peer3.ts.test.", NULL),
+	    CLI_EXIT_FAIL);
+	assert_string_equal(c.out,
+	    "pong from peer3 (100.64.0.4) via DERP(headscale) in 30ms\n"
+	    "pong from peer3 (100.64.0.4) via DERP(headscale) in 30ms\n");
+	assert_string_equal(c.err, "meshctl: direct connection not established\n");
+	capture_free(&c);
+	assert_int_equal(run(f, &c, "ping", "--c=2", "--until-direct=false", "peer3", NULL),
+	    CLI_EXIT_OK);
+	assert_string_equal(c.err, "");
+	assert_non_null(strstr(c.out, "in 30ms\npong from peer3"));
+	capture_free(&c);
+
+	/* No pong before --timeout: each ping says so; none at all fails. */
+	assert_int_equal(run(f, &c, "ping", "--c=2", "--timeout=300ms", "peer2", NULL),
+	    CLI_EXIT_FAIL);
+	assert_string_equal(c.out, "ping \"100.64.0.3\" timed out\n"
+	    "ping \"100.64.0.3\" timed out\n");
+	assert_string_equal(c.err, "meshctl: no reply\n");
+	capture_free(&c);
+	/* meshd heard both clients leave. */
+	for (int i = 0; i < 200 && __atomic_load_n(&f->ping_cancels, __ATOMIC_SEQ_CST) < 2;
+	    i++)
+		usleep(10000);
+	assert_int_equal(__atomic_load_n(&f->ping_cancels, __ATOMIC_SEQ_CST), 2);
+	/* meshd giving up first reads the same. */
+	assert_int_equal(run(f, &c, "ping", "--c=1", "10.77.0.9", NULL), CLI_EXIT_FAIL);
+	assert_string_equal(c.out, "ping \"10.77.0.9\" timed out\n");
+	capture_free(&c);
+	/* A spent timeout: Go's context fails at once, so does ours. */
+	assert_int_equal(run(f, &c, "ping", "--c=3", "--timeout=0s", "peer1", NULL),
+	    CLI_EXIT_FAIL);
+	assert_string_equal(c.out, "ping \"100.64.0.2\" timed out\n"
+	    "ping \"100.64.0.2\" timed out\nping \"100.64.0.2\" timed out\n");
+	capture_free(&c);
+
+	/* The daemon's errors, on stderr. */
+	assert_int_equal(run(f, &c, "ping", "100.64.0.6", NULL), CLI_EXIT_FAIL);
+	assert_string_equal(c.out, "");
+	assert_string_equal(c.err, "meshctl: peer's node key has expired\n");
+	capture_free(&c);
+	assert_int_equal(run(f, &c, "ping", "100.64.0.99", NULL), CLI_EXIT_FAIL);
+	assert_string_equal(c.err, "meshctl: no matching peer\n");
+	capture_free(&c);
+
+	assert_int_equal(run(f, &c, "ping", "--verbose", "--c=1", "peer1", NULL),
+	    CLI_EXIT_OK);
+	assert_non_null(strstr(c.err, " lookup \"peer1\" => \"100.64.0.2\"\n"));
+	capture_free(&c);
+	ping_interval_ns = NS_PER_SEC;
+}
+
+static void
+test_cmd_netcheck(void **state)
+{
+	struct fake *f = *state;
+	struct capture c;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	assert_int_equal(run(f, &c, "netcheck", NULL), CLI_EXIT_OK);
+	assert_string_equal(c.out, netcheck_text);
+	assert_string_equal(c.err, "");
+	capture_free(&c);
+	/* json.MarshalIndent(report, "", "\t") */
+	assert_int_equal(run(f, &c, "netcheck", "--format=json", NULL), CLI_EXIT_OK);
+	assert_string_equal(c.err, "# Warning: this JSON format is not yet considered "
+	    "a stable interface\n");
+	assert_string_equal(c.out, "{\n"
+	    "\t\"Now\": \"2026-01-01T01:01:01.12Z\",\n"
+	    "\t\"UDP\": true,\n"
+	    "\t\"IPv6\": false,\n"
+	    "\t\"IPv4\": true,\n"
+	    "\t\"IPv6CanSend\": false,\n"
+	    "\t\"IPv4CanSend\": true,\n"
+	    "\t\"OSHasIPv6\": true,\n"
+	    "\t\"ICMPv4\": false,\n"
+	    "\t\"MappingVariesByDestIP\": false,\n"
+	    "\t\"UPnP\": null,\n"
+	    "\t\"PMP\": null,\n"
+	    "\t\"PCP\": null,\n"
+	    "\t\"PreferredDERP\": 999,\n"
+	    "\t\"RegionLatency\": {\n\t\t\"901\": 20049999,\n\t\t\"999\": 1234567\n\t},\n"
+	    "\t\"RegionV4Latency\": {\n\t\t\"901\": 25000000,\n\t\t\"999\": 1234567\n"
+	    "\t},\n"
+	    "\t\"RegionV6Latency\": {\n\t\t\"901\": 20049999\n\t},\n"
+	    "\t\"GlobalV4Counters\": null,\n"
+	    "\t\"GlobalV6Counters\": null,\n"
+	    "\t\"GlobalV4\": \"10.0.1.2:41641\",\n"
+	    "\t\"GlobalV6\": \"\",\n"
+	    "\t\"CaptivePortal\": null\n"
+	    "}\n");
+	capture_free(&c);
+	assert_int_equal(run(f, &c, "netcheck", "--format", "json-line", NULL),
+	    CLI_EXIT_OK);
+	assert_int_equal(c.out_len, strlen(netcheck_report_json) + 1);
+	assert_true(strncmp(c.out, netcheck_report_json, c.out_len - 1) == 0);
+	assert_string_equal(c.out + c.out_len - 1, "\n");
+	capture_free(&c);
+	assert_int_equal(run(f, &c, "netcheck", "--format=xml", NULL), CLI_EXIT_FAIL);
+	assert_string_equal(c.err, "meshctl: unknown output format \"xml\"\n");
 	capture_free(&c);
 }
 
@@ -1264,11 +1867,17 @@ main(void)
 		cmocka_unit_test(test_up_events),
 		cmocka_unit_test(test_whois_render),
 		cmocka_unit_test(test_netcheck_and_dns_render),
+		cmocka_unit_test(test_ping_builders),
+		cmocka_unit_test(test_netcheck_builder),
+		cmocka_unit_test(test_status_path_builder),
 		cmocka_unit_test_setup_teardown(test_cmd_up_interactive, fake_setup,
 		    fake_teardown),
 		cmocka_unit_test_setup_teardown(test_cmd_up_keys, fake_setup,
 		    fake_teardown),
 		cmocka_unit_test_setup_teardown(test_cmd_logout_status, fake_setup,
+		    fake_teardown),
+		cmocka_unit_test_setup_teardown(test_cmd_ping, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_cmd_netcheck, fake_setup,
 		    fake_teardown),
 		cmocka_unit_test(test_cmd_no_daemon),
 		cmocka_unit_test_setup_teardown(test_cmd_version_daemon, fake_setup,
