@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "agent/ctltool.h"
+#include "agent/derptool.h"
 #include "agent/daemon.h"
 #include "common/version.h"
 #include "wg/wgd.h"
@@ -35,6 +36,8 @@ main(int argc, char **argv)
 		return wgd_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "debug-control") == 0)
 		return ctltool_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "debug-derp") == 0)
+		return derptool_main(argc - 1, argv + 1);
 	if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
 		printf("%s\n", MESHD_VERSION);
 		return 0;
