@@ -28,6 +28,7 @@
 
 #include "agent/control/ctlclient.h"
 #include "agent/control/netmap.h"
+#include "agent/engine.h"
 #include "agent/node.h"
 #include "agent/sdnotify.h"
 #include "agent/state.h"
@@ -35,7 +36,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "netlink/rtnl.h"
-#include "wg/tun.h"
 
 #define NODE_TUN_MTU	1280	/* tailscaled's default (net/tstun/mtu.go) */
 #define NODE_MAX_WAITERS 8
@@ -59,10 +59,8 @@ struct node {
 	char *auth_url;
 	char *error;		/* the last control error, for Health */
 	char *login_name;
-	uint8_t disco_pub[32];
-
+	struct engine *engine;
 	struct rtnl *rtnl;
-	int tun_fd;
 	int ifindex;
 	struct netmap_prefix addrs[8];
 	unsigned int n_addrs;
@@ -186,6 +184,7 @@ on_phase(void *ctx, enum ctl_phase phase, const char *url)
 {
 	struct node *n = ctx;
 
+	engine_set_control(n->engine, phase == CTL_MAPPING);
 	if (phase == CTL_NEEDS_LOGIN) {
 		free(n->auth_url);
 		n->auth_url = xstrdup(url);
@@ -247,11 +246,15 @@ on_netmap(void *ctx, struct netmap *nm, uint32_t changed)
 		/* The key expired while running: log in again (AC: expiry -> NeedsLogin). */
 		set_error(n, "node key expired");
 		set_backend(n, NODE_NEEDS_LOGIN);
+		engine_set_netmap(n->engine, NULL, 0, NULL);
 		host_clear(n);
 		notify_waiters(n, NULL);
 		return;
 	}
 	host_apply(n, self);
+	engine_set_control(n->engine, true);
+	engine_set_netmap(n->engine, nm, n->backend == NODE_RUNNING ? changed : 0,
+	    state_node_key(n->st));
 	memset(&id, 0, sizeof id);
 	if (state_identity(n->st) != NULL)
 		id = *state_identity(n->st);
@@ -280,6 +283,21 @@ on_netmap(void *ctx, struct netmap *nm, uint32_t changed)
 
 static const struct ctl_client_ops node_ctl_ops = { on_phase, on_error, on_registered, on_netmap };
 
+/* The engine found new endpoints or a new home DERP: control hears at once. */
+static void
+on_netinfo(void *ctx)
+{
+	struct node *n = ctx;
+	struct ctl_netinfo ni;
+
+	if (n->cl == NULL)
+		return;
+	engine_netinfo(n->engine, &ni);
+	ctl_client_set_netinfo(n->cl, &ni);
+}
+
+static const struct engine_ops node_engine_ops = { on_netinfo };
+
 static int
 start_control(struct node *n, const char *auth_key, char **cause)
 {
@@ -299,7 +317,7 @@ start_control(struct node *n, const char *auth_key, char **cause)
 	cfg.server_url = p->login_server;
 	cfg.machine_priv = state_machine_key(n->st);
 	state_node_pubkey(n->st, cfg.node_pub);
-	memcpy(cfg.disco_pub, n->disco_pub, 32);
+	engine_disco_public(n->engine, cfg.disco_pub);
 	cfg.auth_key = auth_key;
 	cfg.hostname = hostname;
 	n->cl = ctl_client_new(n->base, n->dns, &cfg, &node_ctl_ops, n);
@@ -307,6 +325,7 @@ start_control(struct node *n, const char *auth_key, char **cause)
 		*cause = xstrdup("cannot start the control client");
 		return -ENOMEM;
 	}
+	on_netinfo(n);
 	set_backend(n, NODE_STARTING);
 	ctl_client_start(n->cl);
 	return 0;
@@ -369,6 +388,7 @@ node_down(struct node *n)
 		save(n);
 	ctl_client_free(n->cl);
 	n->cl = NULL;
+	engine_set_netmap(n->engine, NULL, 0, NULL);
 	host_clear(n);
 	set_backend(n, NODE_STOPPED);
 	notify_waiters(n, "meshd was brought down");
@@ -389,6 +409,7 @@ node_logout(struct node *n)
 		ctl_client_logout(n->cl, leaving_gone, n);
 	}
 	n->cl = NULL;
+	engine_set_netmap(n->engine, NULL, 0, NULL);
 	host_clear(n);
 	state_logout(n->st);
 	save(n);
@@ -441,7 +462,7 @@ node_identity(const struct node *n)
 struct engine *
 node_engine(struct node *n)
 {
-	return NULL;
+	return n->backend == NODE_RUNNING ? n->engine : NULL;
 }
 
 bool
@@ -457,14 +478,13 @@ node_new(struct event_base *base, const struct node_cfg *cfg, char **cause)
 {
 	struct node *n = xcalloc(1, sizeof *n);
 	const struct state_prefs *p;
-	uint8_t disco_priv[32];
-	bool found, vnet;
+	struct engine_cfg ec = { 0 };
+	bool found;
 	int r;
 
 	n->base = base;
 	n->statedir = xstrdup(cfg->statedir);
 	n->port = cfg->port;
-	n->tun_fd = -1;
 	snprintf(n->tun, sizeof n->tun, "%s", cfg->tun);
 	n->st = state_new();
 	if ((r = state_load(n->st, n->statedir, &found, cause)) < 0)
@@ -472,25 +492,21 @@ node_new(struct event_base *base, const struct node_cfg *cfg, char **cause)
 	state_ensure_keys(n->st);
 	if (state_save(n->st, n->statedir, &found, cause) < 0)
 		goto fail;
-	/* A fresh disco key per start, as tailscaled does. */
-	randombytes_buf(disco_priv, sizeof disco_priv);
-	crypto_scalarmult_curve25519_base(n->disco_pub, disco_priv);
-	sodium_memzero(disco_priv, sizeof disco_priv);
-
 	if ((r = rtnl_open(&n->rtnl)) < 0) {
 		if (asprintf(cause, "netlink: %s", strerror(-r)) < 0)
 			*cause = NULL;
 		goto fail;
 	}
-	n->tun_fd = tun_open(n->tun, false, &vnet, cause);
-	if (n->tun_fd < 0)
-		goto fail;
-	n->ifindex = rtnl_link_index(n->tun);
-	if (n->ifindex > 0 && rtnl_link_set_mtu(n->rtnl, n->ifindex, NODE_TUN_MTU) < 0)
-		log_warn("%s: cannot set the MTU", n->tun);
 	n->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (n->dns == NULL)
 		n->dns = evdns_base_new(base, 0);
+	ec.tun = n->tun;
+	ec.port = n->port;
+	ec.mtu = NODE_TUN_MTU;
+	n->engine = engine_new(base, n->dns, &ec, &node_engine_ops, n, cause);
+	if (n->engine == NULL)
+		goto fail;
+	n->ifindex = engine_ifindex(n->engine);
 
 	p = state_prefs(n->st);
 	if (p->logged_out || p->login_server[0] == '\0') {
@@ -516,8 +532,7 @@ node_free(struct node *n)
 	ctl_client_free(n->leaving);
 	if (n->rtnl)
 		host_clear(n);
-	if (n->tun_fd >= 0)
-		close(n->tun_fd);	/* the kernel removes the device with its last fd */
+	engine_free(n->engine);	/* the kernel removes the TUN with its last fd */
 	rtnl_close(n->rtnl);
 	if (n->dns)
 		evdns_base_free(n->dns, 0);
