@@ -959,6 +959,21 @@ h_netcheck(void *ctx, const struct lapi_request *req, struct lapi_reply *reply)
 	}
 }
 
+/* The data plane's counters; an idle node has none to show. */
+static void
+h_metrics(void *ctx, const struct lapi_request *req, struct lapi_reply *reply)
+{
+	struct engine *e = node_engine(((struct daemon_api *)ctx)->node);
+	char *text = e ? engine_metrics(e) : xstrdup("");
+
+	if (text == NULL) {
+		lapi_reply_error(reply, 500, "out of memory");
+		return;
+	}
+	lapi_reply_send(reply, 200, "text/plain; version=0.0.4", text, strlen(text));
+	free(text);
+}
+
 static const struct lapi_handlers handlers = {
 	.status = h_status,
 	.prefs_get = h_prefs_get,
@@ -968,6 +983,7 @@ static const struct lapi_handlers handlers = {
 	.logout = h_logout,
 	.ping = h_ping,
 	.netcheck = h_netcheck,
+	.metrics = h_metrics,
 };
 
 static void

@@ -23,6 +23,7 @@
 #include "agent/control/ctlclient.h"
 #include "agent/control/netmap.h"
 #include "agent/engine.h"
+#include "agent/magicsock/derpconn.h"
 #include "agent/magicsock/magicsock.h"
 #include "agent/magicsock/netcheck.h"
 #include "agent/router.h"
@@ -538,6 +539,81 @@ engine_peer_status(const struct engine *e, const uint8_t node_key[static KEY_LEN
 	out->active = info.last_handshake_ns != 0 &&
 	    clock_real_ns() - info.last_handshake_ns < ENGINE_ACTIVE_NS;
 	return true;
+}
+
+/* --- metrics --- */
+
+static void
+counter(FILE *f, const char *name, const char *help, uint64_t v)
+{
+	fprintf(f, "# HELP meshd_%s %s\n# TYPE meshd_%s counter\nmeshd_%s %llu\n", name, help,
+	    name, name, (unsigned long long)v);
+}
+
+static void
+gauge(FILE *f, const char *name, const char *help, uint64_t v)
+{
+	fprintf(f, "# HELP meshd_%s %s\n# TYPE meshd_%s gauge\nmeshd_%s %llu\n", name, help,
+	    name, name, (unsigned long long)v);
+}
+
+char *
+engine_metrics(const struct engine *e)
+{
+	const struct wg_stats *w = wg_device_stats(dp_device(e->dp));
+	struct dp_stats d;
+	struct msock_stats m;
+	struct derpconn_stats ds;
+	size_t up, open;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return NULL;
+	dp_get_stats(e->dp, &d);
+	msock_get_stats(e->ms, &m);
+	msock_derp_stats(e->ms, &ds, &up, &open);
+	gauge(f, "peers", "WireGuard peers configured", wg_device_peer_count(dp_device(e->dp)));
+	counter(f, "wg_handshakes_sent_total", "handshake initiations sent", w->handshakes_sent);
+	counter(f, "wg_handshakes_completed_total", "sessions established",
+	    w->handshakes_completed);
+	counter(f, "wg_rx_short_total", "datagrams too short for any message", w->rx_short);
+	counter(f, "wg_rx_bad_type_total", "datagrams of an unknown type", w->rx_bad_type);
+	counter(f, "wg_rx_bad_mac_total", "handshakes with a wrong mac1/mac2", w->rx_bad_mac);
+	counter(f, "wg_rx_handshake_invalid_total", "handshakes that failed to open",
+	    w->rx_handshake_invalid);
+	counter(f, "wg_rx_decrypt_fail_total", "data that failed authentication",
+	    w->rx_decrypt_fail);
+	counter(f, "wg_rx_replay_total", "data replayed or too old", w->rx_replay);
+	counter(f, "wg_rx_unknown_index_total", "data for no known session", w->rx_unknown_index);
+	counter(f, "wg_rx_bad_source_total", "inner source outside the peer's allowed IPs",
+	    w->rx_bad_source);
+	counter(f, "wg_tx_no_route_total", "packets to no peer", w->tx_no_route);
+	counter(f, "tun_dropped_total", "packets dropped at the TUN", d.tun_dropped);
+	counter(f, "udp_dropped_total", "datagrams the UDP socket could not send", d.udp_dropped);
+	counter(f, "disco_rx_total", "disco messages received", m.disco_rx);
+	counter(f, "disco_tx_total", "disco messages sent", m.disco_tx);
+	counter(f, "disco_bad_total", "disco from unknown keys, failing to open or malformed",
+	    m.disco_bad);
+	counter(f, "stun_bad_total", "STUN answers unparsable or for no probe of ours",
+	    m.stun_bad);
+	counter(f, "no_path_total", "datagrams with no UDP path and no DERP region", m.no_route);
+	counter(f, "derp_rx_packets_total", "packets received via DERP", m.derp_rx);
+	counter(f, "derp_tx_packets_total", "packets sent via DERP", m.derp_tx);
+	counter(f, "derp_dropped_total", "DERP packets dropped (no region, queue full)",
+	    m.derp_dropped + ds.drops_queue + ds.drops_output + ds.drops_too_big);
+	counter(f, "derp_bad_frames_total", "malformed DERP frames", ds.bad_frames);
+	counter(f, "derp_connects_total", "DERP handshakes completed", ds.connects);
+	gauge(f, "derp_regions_open", "DERP region connections open", open);
+	gauge(f, "derp_regions_up", "DERP region connections up", up);
+	gauge(f, "derp_home_region", "the home DERP region (0 = none)",
+	    (uint64_t)msock_home(e->ms));
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 /* --- pings and netcheck, for the local API --- */

@@ -67,6 +67,12 @@ int32_t engine_preferred_derp(const struct engine *e);
 /* The last netcheck report, or NULL. */
 const struct netcheck_report *engine_last_report(const struct engine *e);
 
+/*
+ * Counters of the data plane in Prometheus text (meshd_*): packets, drops
+ * by reason, bad input from the network, DERP.  Caller frees.
+ */
+char *engine_metrics(const struct engine *e);
+
 /* --- status --- */
 
 struct engine_peer_status {

@@ -270,16 +270,23 @@ close_all_regions(struct msock *ms)
 		region_close(ms, &ms->regions[ms->n_regions - 1]);
 }
 
+/*
+ * Sends buf to the peer via DERP: through region if given (a reply goes
+ * back the way its request came), else the peer's home region, else the
+ * region it last reached us through (ts#150: also when that one is open and
+ * its home is not).
+ */
 static void
-derp_send(struct msock *ms, struct msock_peer *mp, const uint8_t *buf, size_t len)
+derp_send(struct msock *ms, struct msock_peer *mp, int32_t region, const uint8_t *buf, size_t len)
 {
-	int32_t region = mp->home_derp ? mp->home_derp : mp->derp_route;
 	struct derpconn *c = NULL;
 
-	/* A reply may go back on the connection the peer reached us through (ts#150). */
-	if (mp->derp_route && mp->derp_route != region && region_find(ms, mp->derp_route) &&
-	    region_find(ms, region) == NULL)
-		region = mp->derp_route;
+	if (region == 0) {
+		region = mp->home_derp ? mp->home_derp : mp->derp_route;
+		if (mp->derp_route && mp->derp_route != region &&
+		    region_find(ms, mp->derp_route) && region_find(ms, region) == NULL)
+			region = mp->derp_route;
+	}
 	if (region != 0)
 		c = region_conn(ms, region);
 	if (c == NULL || derpconn_send(c, mp->node_key, buf, len) < 0) {
@@ -309,9 +316,10 @@ clean_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- disco --- */
 
+/* A disco message to the peer: over UDP to "to", or via DERP (region 0: the usual one). */
 static void
 disco_send(struct msock *ms, struct msock_peer *mp, const struct disco_msg *m,
-    const union wg_endpoint *to)
+    const union wg_endpoint *to, int32_t region)
 {
 	uint8_t buf[DISCO_MAX_LEN];
 	size_t len;
@@ -325,7 +333,7 @@ disco_send(struct msock *ms, struct msock_peer *mp, const struct disco_msg *m,
 	if (to != NULL)
 		(void)dp_sendto(ms->dp, buf, len, to);
 	else
-		derp_send(ms, mp, buf, len);
+		derp_send(ms, mp, region, buf, len);
 }
 
 static void
@@ -335,7 +343,7 @@ send_ping(struct msock *ms, struct msock_peer *mp, const struct path_action *a)
 
 	memcpy(m.txid, a->txid, DISCO_TXID_LEN);
 	memcpy(m.node_key, ms->node_pub, KEY_LEN);
-	disco_send(ms, mp, &m, a->via_derp ? NULL : &a->to);
+	disco_send(ms, mp, &m, a->via_derp ? NULL : &a->to, 0);
 }
 
 static void
@@ -348,7 +356,7 @@ send_call_me_maybe(struct msock *ms, struct msock_peer *mp)
 	/* Stale endpoints may no longer be ours: refresh them for next time (§4.6). */
 	if (clock_mono_ns() - ms->last_report_at > 27 * NSEC_PER_SEC)
 		start_netcheck(ms, false);
-	disco_send(ms, mp, &m, NULL);
+	disco_send(ms, mp, &m, NULL, 0);
 }
 
 static struct msock_cli *
@@ -467,16 +475,7 @@ handle_disco(struct msock *ms, const uint8_t *buf, size_t len, const union wg_en
 		else
 			derp_addr(&pong.src, region);
 		/* The answer goes back exactly the way the ping came (pitfall 9). */
-		if (src != NULL) {
-			disco_send(ms, mp, &pong, src);
-		} else {
-			int32_t saved = mp->derp_route;
-
-			mp->derp_route = region;
-			disco_send(ms, mp, &pong, NULL);
-			if (saved != 0)
-				mp->derp_route = saved;
-		}
+		disco_send(ms, mp, &pong, src, region);
 		mark_dirty(ms, mp);
 		break;
 	}
@@ -515,7 +514,7 @@ msock_send_pkt(struct msock *ms, struct wg_peer *peer, struct pkt *p)
 	else
 		mark_dirty(ms, mp);
 	if (route.derp || (!route.udp && mp->derp_route != 0))
-		derp_send(ms, mp, pkt_data(p), p->len);
+		derp_send(ms, mp, 0, pkt_data(p), p->len);
 	else if (!route.udp)
 		ms->stats.no_route++;
 	if (route.udp)
@@ -548,7 +547,7 @@ msock_send(struct msock *ms, struct wg_peer *peer, const union wg_endpoint *to,
 	if (route.udp)
 		(void)dp_sendto(ms->dp, buf, len, &route.addr);
 	if (route.derp || (!route.udp && mp->derp_route != 0))
-		derp_send(ms, mp, buf, len);
+		derp_send(ms, mp, 0, buf, len);
 	else if (!route.udp)
 		ms->stats.no_route++;
 }
@@ -1275,6 +1274,36 @@ void
 msock_get_stats(const struct msock *ms, struct msock_stats *out)
 {
 	*out = ms->stats;
+}
+
+void
+msock_derp_stats(const struct msock *ms, struct derpconn_stats *sum, size_t *n_up,
+    size_t *n_open)
+{
+	memset(sum, 0, sizeof *sum);
+	*n_up = 0;
+	*n_open = ms->n_regions;
+	for (size_t i = 0; i < ms->n_regions; i++) {
+		struct derpconn_stats st;
+
+		derpconn_stats(ms->regions[i].conn, &st);
+		sum->rx_frames += st.rx_frames;
+		sum->rx_bytes += st.rx_bytes;
+		sum->rx_packets += st.rx_packets;
+		sum->tx_frames += st.tx_frames;
+		sum->tx_bytes += st.tx_bytes;
+		sum->tx_packets += st.tx_packets;
+		sum->bad_frames += st.bad_frames;
+		sum->skipped_frames += st.skipped_frames;
+		sum->drops_queue += st.drops_queue;
+		sum->drops_output += st.drops_output;
+		sum->drops_too_big += st.drops_too_big;
+		sum->connects += st.connects;
+		sum->disconnects += st.disconnects;
+		sum->failures += st.failures;
+		sum->reconnects += st.reconnects;
+		*n_up += derpconn_is_up(ms->regions[i].conn);
+	}
 }
 
 struct msock *

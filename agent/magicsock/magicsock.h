@@ -128,4 +128,9 @@ struct msock_stats {
 };
 void msock_get_stats(const struct msock *ms, struct msock_stats *out);
 
+/* DERP counters summed over the open region connections, and how many are up. */
+struct derpconn_stats;
+void msock_derp_stats(const struct msock *ms, struct derpconn_stats *sum, size_t *n_up,
+    size_t *n_open);
+
 #endif
