@@ -105,18 +105,6 @@ sock_for(struct dp *dp, int family)
 	return family == AF_INET6 ? dp->sock6 : dp->sock4;
 }
 
-static bool
-same_endpoint(const union wg_endpoint *a, const union wg_endpoint *b)
-{
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	if (a->sa.sa_family == AF_INET6)
-		return a->in6.sin6_port == b->in6.sin6_port &&
-		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0 &&
-		    a->in6.sin6_scope_id == b->in6.sin6_scope_id;
-	return a->in4.sin_port == b->in4.sin_port && a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
-}
-
 static void
 txq_flush(struct dp *dp)
 {
@@ -200,7 +188,7 @@ txq_add(struct dp *dp, struct pkt *p, const union wg_endpoint *to)
 
 	if (dp->udp_gso && q->nmsgs > 0 && !q->closed[m] && p->len <= q->seg[m] &&
 	    q->msgs[m].msg_hdr.msg_iovlen < UDP_GSO_MAX &&
-	    q->bytes[m] + p->len <= UDP_GSO_BYTES && same_endpoint(&q->dst[m], to)) {
+	    q->bytes[m] + p->len <= UDP_GSO_BYTES && wg_endpoint_equal(&q->dst[m], to)) {
 		q->msgs[m].msg_hdr.msg_iovlen++;
 		q->bytes[m] += p->len;
 		q->closed[m] = p->len < q->seg[m];

@@ -1162,6 +1162,24 @@ wg_receive(struct wg_device *dev, uint8_t *msg, size_t len, const union wg_endpo
 	return WG_RX_DROP;
 }
 
+bool
+wg_endpoint_equal(const union wg_endpoint *a, const union wg_endpoint *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	switch (a->sa.sa_family) {
+	case AF_INET:
+		return a->in4.sin_port == b->in4.sin_port &&
+		    a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
+	case AF_INET6:
+		return a->in6.sin6_port == b->in6.sin6_port &&
+		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0 &&
+		    a->in6.sin6_scope_id == b->in6.sin6_scope_id;
+	default:
+		return false;
+	}
+}
+
 char *
 wg_endpoint_str(const union wg_endpoint *ep, char *buf, size_t len)
 {

@@ -232,6 +232,8 @@ struct wg_rx_info {
 enum wg_rx wg_receive(struct wg_device *dev, uint8_t *msg, size_t len, const union wg_endpoint *src,
     uint64_t now, struct wg_rx_info *info) __attribute__((warn_unused_result));
 
+/* Same family, address, port (and IPv6 scope); AF_UNSPEC equals nothing. */
+bool wg_endpoint_equal(const union wg_endpoint *a, const union wg_endpoint *b);
 /* Writes src (an endpoint) as "ip:port" or "[ip6]:port"; returns buf. */
 char *wg_endpoint_str(const union wg_endpoint *ep, char *buf, size_t len);
 

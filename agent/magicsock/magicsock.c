@@ -710,21 +710,10 @@ skip_local(const struct msock *ms, const struct ifaddrs *ifa)
 }
 
 static bool
-ep_equal(const union wg_endpoint *a, const union wg_endpoint *b)
-{
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	if (a->sa.sa_family == AF_INET6)
-		return a->in6.sin6_port == b->in6.sin6_port &&
-		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
-	return a->in4.sin_port == b->in4.sin_port && a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
-}
-
-static bool
 ep_add(struct msock *ms, const union wg_endpoint *addr, int type)
 {
 	for (size_t i = 0; i < ms->n_eps; i++)
-		if (ep_equal(&ms->eps[i].addr, addr))
+		if (wg_endpoint_equal(&ms->eps[i].addr, addr))
 			return false;
 	if (ms->n_eps == MSOCK_MAX_ENDPOINTS)
 		return false;
@@ -775,7 +764,7 @@ update_endpoints(struct msock *ms)
 	}
 	changed = n_old != ms->n_eps;
 	for (size_t i = 0; !changed && i < n_old; i++)
-		changed = !ep_equal(&old[i].addr, &ms->eps[i].addr);
+		changed = !wg_endpoint_equal(&old[i].addr, &ms->eps[i].addr);
 	return changed;
 }
 

@@ -84,23 +84,6 @@ struct path {
 
 /* ---- addresses ------------------------------------------------------------ */
 
-static bool
-ep_equal(const union wg_endpoint *a, const union wg_endpoint *b)
-{
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	switch (a->sa.sa_family) {
-	case AF_INET:
-		return a->in4.sin_port == b->in4.sin_port &&
-		    a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
-	case AF_INET6:
-		return a->in6.sin6_port == b->in6.sin6_port &&
-		    memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0;
-	default:
-		return false;
-	}
-}
-
 /* Something we could send a ping to. */
 static bool
 ep_usable(const union wg_endpoint *ep)
@@ -165,7 +148,7 @@ better_addr(const union wg_endpoint *a, uint64_t alat, const union wg_endpoint *
 
 	if (b == NULL)
 		return true;
-	if (ep_equal(a, b))
+	if (wg_endpoint_equal(a, b))
 		return false;
 	if (alat > blat && alat > 0)
 		bpts = (int)(100 - (blat * 100) / alat);
@@ -199,7 +182,7 @@ static struct cand *
 find_cand(struct path *p, const union wg_endpoint *ep)
 {
 	for (size_t i = 0; i < p->n_cands; i++) {
-		if (ep_equal(&p->cands[i].addr, ep))
+		if (wg_endpoint_equal(&p->cands[i].addr, ep))
 			return &p->cands[i];
 	}
 	return NULL;
@@ -208,7 +191,7 @@ find_cand(struct path *p, const union wg_endpoint *ep)
 static bool
 is_best(const struct path *p, const union wg_endpoint *ep)
 {
-	return p->best_valid && ep_equal(&p->best, ep);
+	return p->best_valid && wg_endpoint_equal(&p->best, ep);
 }
 
 /* Whether a candidate still has a reason to exist (shouldDeleteLocked). */
