@@ -448,3 +448,135 @@ hs_serve() {
 	wait_until 30 in_ns "$1" curl -sf "$HS_URL/key?v=130"
 }
 HS() { "$MESHD_CACHE/bin/headscale" -c "$HS_DIR/headscale.yaml" "$@"; }
+
+# --- tailnet testbed (testing/testbed.md §2.2) -------------------------------
+#
+# A hub namespace routes between per-node namespaces over veth pairs; headscale
+# (hs_start) runs on the hub's 10.0.0.1:8080 with its embedded DERP and STUN on
+# 10.0.0.1:3478. Every node has its own namespace, address 10.0.IDX.2/24 on
+# eth0 (the hub side is h-NAME, 10.0.IDX.1/24) and a real TUN "tailscale0", so
+# the OS itself can send traffic over the tailnet. A natted pair is a router
+# namespace NAT (10.0.IDX.2 on its eth0) masquerading for INNER
+# (192.168.IDX.2/24) behind it, with nftables (there is no iptables here).
+# Like a home router, NAT drops unsolicited packets from its uplink before
+# conntrack confirms them: otherwise a peer's early hole-punching packet,
+# addressed to NAT itself, leaves a conntrack entry that makes the
+# masquerade pick another port for our own packets to that peer later, which
+# turns the "easy" NAT into an endpoint-dependent one.
+#
+#   tn_hub                    the hub namespace (TN_HUB); call hs_start "$TN_HUB" DIR next
+#   tn_node NAME IDX          a node namespace behind the hub
+#   tn_natted NAT IDX INNER [hard]   a NAT router and the node behind it
+#   tn_start NAME KIND        start the daemon of node NAME: KIND meshd or tailscaled
+#   tn_stop NAME / tn_kill9 NAME     stop it (TERM, then KILL after 10 s) / SIGKILL it
+#   tn_cli NAME ARGS...       meshctl or tailscale for that node (with a time limit)
+#   tn_up NAME KEY [FLAGS...] `up` against headscale as hostname NAME
+#   tn_in NAME CMD...         CMD in node NAME's namespace
+#
+# Node state (state directory, socket) lives in TN_DIR (default $T_TMP/tn);
+# daemon logs are $T_LOGDIR/${T_IFPREFIX}-NAME.log, so lib_finish shows their
+# tails when a case failed. meshd runs with MESHD_DEBUG_USE_DERP_HTTP=1 and
+# tailscaled with TS_DEBUG_USE_DERP_HTTP=1 TS_DISABLE_PORTMAPPER=1, both with
+# --tun=tailscale0. MESHCTL defaults to the meshctl beside $MESHD.
+
+MESHCTL=${MESHCTL:-$(dirname "$MESHD")/meshctl}
+TN_BIN=$MESHD_CACHE/bin
+TN_DIR=${TN_DIR:-$T_TMP/tn}
+TN_CLI_TIMEOUT=${TN_CLI_TIMEOUT:-60}
+TN_HUB=''
+declare -A TN_NS=() TN_KIND=() TN_PID=() TN_LOG=()
+
+# tn_veth NSA IFA ADDRA NSB IFB ADDRB: a veth pair with an address on each end.
+tn_veth() {
+	ip link add "$2" netns "$1" type veth peer name "$5" netns "$4" &&
+		ip -n "$1" addr add "$3" dev "$2" && ip -n "$1" link set "$2" up &&
+		ip -n "$4" addr add "$6" dev "$5" && ip -n "$4" link set "$5" up
+}
+
+tn_hub() {
+	ns_new TN_HUB hub || return 1
+	ip netns exec "$TN_HUB" sysctl -qw net.ipv4.ip_forward=1
+	mkdir -p "$TN_DIR"
+}
+
+tn_node() {
+	local name=$1 idx=$2 tn_ns
+	ns_new tn_ns "$name" || return 1
+	TN_NS[$name]=$tn_ns
+	tn_veth "$TN_HUB" "h-$name" "10.0.$idx.1/24" "$tn_ns" eth0 "10.0.$idx.2/24" &&
+		ip -n "$tn_ns" route add default via "10.0.$idx.1"
+}
+
+tn_natted() {
+	local nat=$1 idx=$2 inner=$3 mode=${4:-easy} tn_ns random=''
+	tn_node "$nat" "$idx" || return 1
+	ns_new tn_ns "$inner" || return 1
+	TN_NS[$inner]=$tn_ns
+	tn_veth "${TN_NS[$nat]}" lan0 "192.168.$idx.1/24" "$tn_ns" eth0 "192.168.$idx.2/24" &&
+		ip -n "$tn_ns" route add default via "192.168.$idx.1" || return 1
+	ip netns exec "${TN_NS[$nat]}" sysctl -qw net.ipv4.ip_forward=1
+	[[ $mode == hard ]] && random=' fully-random'
+	ip netns exec "${TN_NS[$nat]}" nft -f - <<-NFT
+	table ip tn_nat {
+		chain postrouting {
+			type nat hook postrouting priority srcnat; policy accept;
+			oifname "eth0" masquerade$random
+		}
+		chain input {
+			type filter hook input priority filter; policy accept;
+			iifname "eth0" ct state new drop
+		}
+	}
+	NFT
+}
+
+tn_in() { local n=$1; shift; ip netns exec "${TN_NS[$n]:?no node $n}" "$@"; }
+
+tn_start() {
+	local name=$1 kind=$2 dir=$TN_DIR/$1 log=$T_LOGDIR/$T_IFPREFIX-$1.log cmd=()
+	mkdir -p "$dir"
+	TN_KIND[$name]=$kind TN_LOG[$name]=$log
+	case $kind in
+	meshd)
+		cmd=(env MESHD_DEBUG_USE_DERP_HTTP=1 "$MESHD" --statedir="$dir" --socket="$dir.sock"
+			--tun=tailscale0 ${MESHD_VERBOSE:+--verbose="$MESHD_VERBOSE"})
+		[[ " ${T_MESHD_LOGS[*]} " == *" $log "* ]] || T_MESHD_LOGS+=("$log") ;;
+	tailscaled)
+		cmd=(env TS_DEBUG_USE_DERP_HTTP=1 TS_DISABLE_PORTMAPPER=1 "$TN_BIN/tailscaled"
+			--statedir="$dir" --socket="$dir.sock" --tun=tailscale0 --no-logs-no-support) ;;
+	*) echo "tn_start: unknown kind '$kind'" >&2; return 1 ;;
+	esac
+	printf '# %s %s in %s: %s\n' "$(date +%T)" "$kind" "${TN_NS[$name]}" "${cmd[*]}" >>"$log"
+	bg_start "${TN_NS[$name]}" "$log" "${cmd[@]}"
+	TN_PID[$name]=$BG_PID
+}
+
+tn_stop() {
+	local pid=${TN_PID[$1]:-}
+	[[ -n $pid ]] || return 0
+	stop_pid "$pid" || echo "[lib] $1: no exit within 10 s of SIGTERM; killed" >>"${TN_LOG[$1]}"
+	TN_PID[$1]=''
+}
+
+tn_kill9() {
+	local pid=${TN_PID[$1]:-}
+	[[ -n $pid ]] || return 0
+	our_child "$pid" && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+	TN_PID[$1]=''
+}
+
+tn_alive() { [[ -n ${TN_PID[$1]:-} ]] && our_child "${TN_PID[$1]}"; }
+
+tn_cli() {
+	local n=$1 bin; shift
+	[[ -n ${TN_NS[$n]:-} && -n ${TN_KIND[$n]:-} ]] || { echo "tn_cli: no node '$n'" >&2; return 1; }
+	if [[ ${TN_KIND[$n]} == meshd ]]; then bin=$MESHCTL; else bin=$TN_BIN/tailscale; fi
+	timeout "$TN_CLI_TIMEOUT" ip netns exec "${TN_NS[$n]}" "$bin" --socket="$TN_DIR/$n.sock" "$@"
+}
+
+tn_up() {
+	local n=$1 key=$2; shift 2
+	wait_until 15 tn_cli "$n" status --json || true
+	tn_cli "$n" up --login-server="$HS_URL" --authkey="$key" --hostname="$n" --accept-dns=false "$@"
+}
