@@ -6,7 +6,7 @@
 #   make fuzz       libFuzzer targets in build/fuzz/, each run briefly over its corpus
 #   make deps       install build and test dependencies and the pinned real peers
 #   make check      deps, asan build, unit tests, fuzz smoke and end-to-end tests
-#   make demo       a meshd node and a wireguard-go node talking in network namespaces
+#   make demo       a small tailnet in network namespaces: headscale, two meshd, one tailscaled
 #   make bench      the benchmarks in tests/bench/
 
 CC	?= cc
@@ -115,6 +115,7 @@ demo: deps all
 
 bench: deps all
 	tests/bench/wg-throughput.sh
+	tests/bench/mesh-throughput.sh
 
 install: all
 	install -D -m 0755 meshd $(DESTDIR)$(PREFIX)/sbin/meshd

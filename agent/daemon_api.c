@@ -20,7 +20,7 @@
 #include "agent/control/netmap.h"
 #include "agent/daemon.h"
 #include "agent/engine.h"
-#include "agent/localapi/localapi-node.h"
+#include "agent/daemon_api.h"
 #include "agent/localapi/localapi.h"
 #include "agent/magicsock/netcheck.h"
 #include "agent/node.h"
@@ -144,7 +144,7 @@ ms_time(int64_t ms)
 	return (struct lapi_time){ ms / 1000, (int32_t)(ms % 1000) * 1000000 };
 }
 
-/* --- the data plane's part of the answers (localapi-node.h) --- */
+/* --- the data plane's part of the answers (daemon_api.h) --- */
 
 const char *
 daemon_api_region_code(const struct netmap_derp_map *dm, int32_t id)

@@ -52,11 +52,14 @@ declare -A IDXA=([meshd]=1 [tailscaled]=3) IDXB=([meshd]=2 [tailscaled]=4)
 declare -A BIP=()
 # Results per kind.
 declare -A TCP_RUNS=() UDP_RUNS=() LOSS_RUNS=() CPU_A=() CPU_B=() BYTES=() UCPU_A=() UCPU_B=() UBYTES=()
-declare -A RSS_IDLE_A=() RSS_IDLE_B=() RSS_LOAD_A=() RSS_LOAD_B=() HWM_A=() HWM_B=()
+declare -A RSS_IDLE_A=() RSS_IDLE_B=() ANON_IDLE_A=() ANON_IDLE_B=() RSS_LOAD_A=() RSS_LOAD_B=() HWM_A=() HWM_B=()
 
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+# Private memory: VmRSS without the shared libraries' file pages (a static Go
+# binary has none of those, so VmRSS alone flatters it).
+anon_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 median() {
 	sort -g | awk 'NF { a[++n] = $1 } END {
 		if (n == 0) { print "nan"; exit }
@@ -91,6 +94,7 @@ for k in "${KINDS[@]}"; do
 		die "$k: iperf3 server did not start"
 	sleep 2
 	RSS_IDLE_A[$k]=$(rss_kb "${TN_PID[${A[$k]}]}") RSS_IDLE_B[$k]=$(rss_kb "${TN_PID[${B[$k]}]}")
+	ANON_IDLE_A[$k]=$(anon_kb "${TN_PID[${A[$k]}]}") ANON_IDLE_B[$k]=$(anon_kb "${TN_PID[${B[$k]}]}")
 	RSS_LOAD_A[$k]=0 RSS_LOAD_B[$k]=0
 	CPU_A[$k]=0 CPU_B[$k]=0 BYTES[$k]=0 UCPU_A[$k]=0 UCPU_B[$k]=0 UBYTES[$k]=0
 	TCP_RUNS[$k]='' UDP_RUNS[$k]='' LOSS_RUNS[$k]=''
@@ -145,6 +149,7 @@ for k in "${KINDS[@]}"; do
 	M[$k,tcpa]=$(spg "${CPU_A[$k]}" "${BYTES[$k]}") M[$k,tcpb]=$(spg "${CPU_B[$k]}" "${BYTES[$k]}")
 	M[$k,udpa]=$(spg "${UCPU_A[$k]}" "${UBYTES[$k]}") M[$k,udpb]=$(spg "${UCPU_B[$k]}" "${UBYTES[$k]}")
 	M[$k,idlea]=$(mib "${RSS_IDLE_A[$k]}") M[$k,idleb]=$(mib "${RSS_IDLE_B[$k]}")
+	M[$k,anona]=$(mib "${ANON_IDLE_A[$k]}") M[$k,anonb]=$(mib "${ANON_IDLE_B[$k]}")
 	M[$k,loada]=$(mib "${RSS_LOAD_A[$k]}") M[$k,loadb]=$(mib "${RSS_LOAD_B[$k]}")
 	M[$k,hwma]=$(mib "${HWM_A[$k]}") M[$k,hwmb]=$(mib "${HWM_B[$k]}")
 done
@@ -171,6 +176,8 @@ row "CPU s/GB delivered, UDP, a (sender)" udpa
 row "CPU s/GB delivered, UDP, b (receiver)" udpb
 row "VmRSS idle MiB, a" idlea
 row "VmRSS idle MiB, b" idleb
+row "RssAnon (private) idle MiB, a" anona
+row "RssAnon (private) idle MiB, b" anonb
 row "VmRSS under load MiB, a" loada
 row "VmRSS under load MiB, b" loadb
 row "VmHWM MiB, a" hwma
@@ -179,6 +186,6 @@ for k in "${KINDS[@]}"; do printf '  %s runs: TCP %s| UDP %s\n' "$k" "${TCP_RUNS
 if [[ " ${KINDS[*]} " == *" meshd "* && " ${KINDS[*]} " == *" tailscaled "* ]]; then
 	echo "ratios meshd/tailscaled: TCP $(ratio tcp), UDP $(ratio udp) (higher is better);" \
 		"CPU/GB TCP $(ratio tcpa) / $(ratio tcpb), UDP $(ratio udpa) / $(ratio udpb);" \
-		"RSS idle $(ratio idlea), under load $(ratio loada), peak $(ratio hwma) (lower is better)"
+		"RSS idle $(ratio idlea) (private $(ratio anona)), under load $(ratio loada), peak $(ratio hwma) (lower is better)"
 fi
 lib_stop_all

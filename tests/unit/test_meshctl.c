@@ -6,7 +6,7 @@
  * (tailscale's words and column layout), Go-style flag and duration
  * parsing, auth keys from files, flags to prefs, `ip` selection, the `up`
  * event stream; the daemon's builders of PingResult, netcheck reports and
- * per-peer path status (localapi-node.h) from a netmap and the data
+ * per-peer path status (daemon_api.h) from a netmap and the data
  * plane's answers, through meshctl's renderers; then whole commands
  * (cli_main) against a fake meshd on a temporary socket, served by the
  * real local API server on a loop thread and answering pings and netcheck
@@ -31,7 +31,7 @@
 #include "agent/control/mapresp.h"
 #include "agent/control/netmap.h"
 #include "agent/engine.h"
-#include "agent/localapi/localapi-node.h"
+#include "agent/daemon_api.h"
 #include "agent/magicsock/netcheck.h"
 
 #define NOW 1767225600		/* 2026-01-01T00:00:00Z */
@@ -877,7 +877,7 @@ test_netcheck_and_dns_render(void **state)
 	capture_free(&c);
 }
 
-/* --- the daemon's builders (localapi-node.h) ---------------------------- */
+/* --- the daemon's builders (daemon_api.h) ---------------------------- */
 
 #define K(c) "\"Key\":\"nodekey:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
 	c c c c "\""

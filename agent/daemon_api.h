@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Copyright (C) 2026 The meshd Authors. */
-#ifndef MESHD_AGENT_LOCALAPI_NODE_H
-#define MESHD_AGENT_LOCALAPI_NODE_H
+#ifndef MESHD_DAEMON_API_H
+#define MESHD_DAEMON_API_H
 
 /*
  * The daemon's side of the contract in localapi.h: how meshd fills the
