@@ -25,7 +25,13 @@ usage(FILE *f)
 	    "       meshd wg --stats IFNAME       its packet and drop counters\n"
 	    "       meshd debug-control --login-server URL --statedir DIR [--authkey KEY] ...\n"
 	    "                                     register with a control server and print the netmap\n"
-	    "       meshd --version\n");
+	    "       meshd debug-derp --url URL recv|send ...\n"
+	    "                                     talk to a DERP server directly\n"
+	    "       meshd --version\n"
+	    "environment:\n"
+	    "  MESHD_DEBUG_USE_DERP_HTTP=1  DERP over plain HTTP, for test servers without TLS\n"
+	    "                               (as tailscaled's TS_DEBUG_USE_DERP_HTTP)\n"
+	    "  MESHD_NO_OFFLOAD=1           no TUN and UDP offloads\n");
 }
 
 int
