@@ -22,7 +22,8 @@
 # MESH_SOAK_S seconds, default 300, which runs while AC07, AC08, AC06 and AC10
 # go on), AC06 (peer restart: new disco key, traffic again), AC17 (daemon
 # restart without `up`), AC04 (logout and relogin), AC16 (expired keys);
-# and beyond testbed.md: NC (netcheck and the data-plane counters), MM
+# and beyond testbed.md: RT (routes and rules, removed on exit and by
+# --cleanup), NC (netcheck and the data-plane counters), MM
 # (agent1 and agent2 talking to each other: meshd to meshd, one of them
 # behind NAT) and DR (the DERP and control server restarts: direct paths
 # carry on, DERP comes back).
@@ -375,6 +376,49 @@ if want AC17; then
 		OUTZ "pong from agent1" C peer1 ping --c=3 --timeout=2s --until-direct=false "$A"
 	check "AC17: OS ping peer1 -> agent1" until_ok 30 NSPING peer1 "$A"
 	alive_check AC17 agent1
+fi
+
+# --- RT: routes and rules while running, gone after exit and after --cleanup -----
+
+# RULES NODE: the policy rules in 5200-5299, one "prio action" per line (v4 then v6).
+RULES() { for f in -4 -6; do tn_in "$1" ip "$f" rule show; done | awk -F: '$1 >= 5200 && $1 <= 5299'; }
+rules_ok() {
+	local r; r=$(RULES "$1"); printf '%s\n' "$r"
+	[[ $(grep -c 'fwmark 0x80000/0xff0000 lookup main' <<<"$r") -ge 1 &&
+		$(grep -c 'fwmark 0x80000/0xff0000 lookup default' <<<"$r") -ge 1 &&
+		$(grep -c 'fwmark 0x80000/0xff0000 unreachable' <<<"$r") -ge 1 &&
+		$(grep -Ec '^5270:.*lookup 52' <<<"$r") -ge 1 ]]
+}
+no_rules() { local r; r=$(RULES "$1"); printf '%s\n' "$r"; [[ -z $r ]]; }
+TABLE52() { tn_in "$1" ip -4 route show table 52; tn_in "$1" ip -6 route show table 52; }
+if want RT; then
+	hdr "RT: routes and rules"
+	check "RT: agent1 has the rules 5210-5270 on fwmark 0x80000" rules_ok agent1
+	routes_ok() {
+		local t; t=$(TABLE52 agent1); printf '%s\n' "$t"
+		grep -q "^$P1 dev tailscale0" <<<"$t" && grep -q "^$P2 dev tailscale0" <<<"$t" &&
+			grep -q "^100.100.100.100 dev tailscale0" <<<"$t"
+	}
+	check "RT: table 52 routes peer1, peer2 and 100.100.100.100 into the TUN" routes_ok
+	tn_stop agent1
+	check "RT: a clean exit removes the rules" no_rules agent1
+	check "RT: ... and table 52" eval '[[ -z $(TABLE52 agent1) ]]'
+	start_agent agent1
+	check "RT: agent1 Running again" until_ok 30 SJ agent1 '.BackendState == "Running"'
+	check "RT: rules back" until_ok 30 rules_ok agent1
+	tn_kill9 agent1
+	if [[ $AGENT == meshd ]]; then
+		check "RT: meshd --cleanup removes what a killed daemon left" \
+			eval 'tn_in agent1 "$MESHD" --cleanup && no_rules agent1 && [[ -z $(TABLE52 agent1) ]]'
+	else
+		# tailscaled v1.102.3 --cleanup gives up on the rules once its TUN is gone.
+		skip "RT: the cleanup command removes what a killed daemon left" \
+			"tailscaled --cleanup leaves the rules when tailscale0 no longer exists"
+	fi
+	start_agent agent1
+	check "RT: agent1 Running after the kill" until_ok 30 SJ agent1 '.BackendState == "Running"'
+	check "RT: OS ping peer1 -> agent1" until_ok 30 NSPING peer1 "$A"
+	alive_check RT agent1
 fi
 
 # --- AC04: logout and relogin ----------------------------------------------------
