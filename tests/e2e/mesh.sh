@@ -435,6 +435,19 @@ if want AC04; then
 	check "AC04: peer1 pings agent1 (disco)" until_ok 30 \
 		OUTZ "pong from agent1" C peer1 ping --c=3 --timeout=2s --until-direct=false "$A"
 	check "AC04: OS ping peer1 -> agent1" until_ok 30 NSPING peer1 "$A"
+	# Another user on the same machine: a new node; user1's stays.
+	check "AC04: logout again" C agent1 logout
+	check "AC04: relogin as user2 with --force-reauth" tn_up agent1 "$(KEY user2)" --force-reauth
+	check "AC04: the node belongs to user2 now" \
+		SJ agent1 '.User[(.Self.UserID | tostring)].LoginName == "user2@test.no"'
+	check "AC04: one node more in headscale" EQ $((n + 1)) NCOUNT
+	A_U2=$(IP4 agent1) || true
+	check "AC04: peer1 pings user2's agent1 (OS)" until_ok 30 NSPING peer1 "$A_U2"
+	# Back to user1: the machine's user1 node again, same ID and address.
+	check "AC04: logout, relogin as user1" eval 'C agent1 logout && tn_up agent1 "$(KEY user1)" --force-reauth'
+	check "AC04: user1's node again" EQ "$id" NID agent1
+	check "AC04: its address again" EQ "$A" IP4 agent1
+	check "AC04: OS ping peer1 -> agent1 once more" until_ok 30 NSPING peer1 "$A"
 	alive_check AC04 agent1
 fi
 
