@@ -1150,9 +1150,10 @@ parse_into(struct state *out, const char *buf, size_t len, char **cause)
 	if ((r = get_int(root, "", "Version", true, 1, &version, cause)) < 0)
 		goto out;
 	if (version > STATE_FORMAT_VERSION) {
+		/* Not echoed: whatever the file holds stays out of messages. */
 		r = set_cause(cause, -EPROTONOSUPPORT,
-		    "format version %lld is newer than this meshd understands (%d)",
-		    (long long)version, STATE_FORMAT_VERSION);
+		    "the format version is newer than this meshd understands (%d)",
+		    STATE_FORMAT_VERSION);
 		goto out;
 	}
 	if ((r = get_privkey(root, "MachineKey", ks, out->sec->machine, cause)) < 0 ||

@@ -40,7 +40,7 @@ HJ() { HSNODE "$1" | jq -e "$2" >/dev/null; }
 GONE() { [[ -z $(HSNODE "$1") ]]; }
 NCOUNT() { HS nodes list -o json | jq length; }
 
-declare -A PIDS PORT
+declare -A PIDS PORT TUN
 NEXT_PORT=41700
 NEXT_TUN=0
 
@@ -61,8 +61,9 @@ start_agent() {
 	local n=$1
 	if [[ $AGENT == tailscaled ]]; then start_peer "$n"; return; fi
 	mkdir -p "$D/$n"
+	TUN[$n]=${TUN[$n]:-mtun$((NEXT_TUN++))}
 	bg_start "$NS" "$D/$n.log" "$MESHD" --statedir="$D/$n" --socket="$D/$n.sock" \
-		--tun="mtun$((NEXT_TUN++))"
+		--tun="${TUN[$n]}"
 	PIDS[$n]=$BG_PID
 	sleep 0.3
 }
@@ -103,7 +104,7 @@ check "AC01: status --json: Running, Self, DNS, two addresses, numeric ID, onlin
 check "AC01: ip -4 is in 100.64.0.0/10" bash -c "$(declare -f AG TS); AGENT=$AGENT NS=$NS D=$D BIN=$BIN MESHCTL=$MESHCTL; AG aux1 ip -4 | grep -Eq '^100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.'"
 check "AC01: ip -6 is in fd7a:115c:a1e0::/48" bash -c "$(declare -f AG TS); AGENT=$AGENT NS=$NS D=$D BIN=$BIN MESHCTL=$MESHCTL; AG aux1 ip -6 | grep -q '^fd7a:115c:a1e0:'"
 if [[ $AGENT == meshd ]]; then
-	TUN1=$(grep -o 'TUN [a-z0-9]*' "$D/aux1.log" | awk '{print $2}' | head -n1)
+	TUN1=${TUN[aux1]}
 	check "AC01: the TUN carries the address" bash -c "ip -n $NS -o addr show dev $TUN1 | grep -q '$(AIP aux1)/32'"
 	check "AC01: the TUN's MTU is 1280" bash -c "ip -n $NS -o link show dev $TUN1 | grep -q 'mtu 1280'"
 fi
