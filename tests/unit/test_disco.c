@@ -16,6 +16,8 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+
+#include "tests/unit/endpoints.h"
 #include <errno.h>
 #include <sodium.h>
 
@@ -37,30 +39,6 @@ setup(void **state)
 	if (!disco_shared_key(k.ab, k.b_pub, k.a_priv) || !disco_shared_key(k.ba, k.a_pub, k.b_priv))
 		return -1;
 	return 0;
-}
-
-static union wg_endpoint
-v4(const char *ip, uint16_t port)
-{
-	union wg_endpoint ep;
-
-	memset(&ep, 0, sizeof ep);
-	ep.in4.sin_family = AF_INET;
-	ep.in4.sin_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET, ip, &ep.in4.sin_addr), 1);
-	return ep;
-}
-
-static union wg_endpoint
-v6(const char *ip, uint16_t port)
-{
-	union wg_endpoint ep;
-
-	memset(&ep, 0, sizeof ep);
-	ep.in6.sin6_family = AF_INET6;
-	ep.in6.sin6_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET6, ip, &ep.in6.sin6_addr), 1);
-	return ep;
 }
 
 static void
@@ -192,7 +170,7 @@ test_pong_v4_v6(void **state)
 	size_t n;
 
 	memset(m.txid, 0x21, sizeof m.txid);
-	m.src = v4("198.51.100.7", 41641);
+	m.src = ep4("198.51.100.7", 41641);
 	n = disco_seal(pkt, sizeof pkt, k.b_pub, k.ba, &m);
 	assert_int_equal(n, 110);
 	assert_int_equal(n, DISCO_PONG_LEN);
@@ -205,7 +183,7 @@ test_pong_v4_v6(void **state)
 	assert_memory_equal(got.txid, m.txid, 12);
 	assert_ep_equal(&got.src, &m.src);
 
-	m.src = v6("2001:db8::5", 3478);
+	m.src = ep6("2001:db8::5", 3478);
 	n = disco_seal(pkt, sizeof pkt, k.b_pub, k.ba, &m);
 	assert_int_equal(n, 110);
 	assert_int_equal(sodium_open(plain, pkt, n, k.ab), 32);
@@ -216,7 +194,7 @@ test_pong_v4_v6(void **state)
 	assert_ep_equal(&got.src, &m.src);
 
 	/* The fake DERP source 127.3.3.40:<region>. */
-	m.src = v4("127.3.3.40", 900);
+	m.src = ep4("127.3.3.40", 900);
 	n = disco_seal(pkt, sizeof pkt, k.b_pub, k.ba, &m);
 	assert_int_equal(disco_open(pkt, n, k.ab, &got), 0);
 	assert_ep_equal(&got.src, &m.src);
@@ -236,7 +214,7 @@ test_call_me_maybe(void **state)
 	assert_int_equal(got.n_endpoints, 0);
 
 	m.n_endpoints = 1;
-	m.endpoints[0] = v4("203.0.113.1", 41641);
+	m.endpoints[0] = ep4("203.0.113.1", 41641);
 	n = disco_seal(pkt, sizeof pkt, k.a_pub, k.ab, &m);
 	assert_int_equal(n, 98);
 	assert_int_equal(disco_open(pkt, n, k.ba, &got), 0);
@@ -244,8 +222,8 @@ test_call_me_maybe(void **state)
 	assert_ep_equal(&got.endpoints[0], &m.endpoints[0]);
 
 	m.n_endpoints = 3;
-	m.endpoints[1] = v6("2001:db8:1::2", 41641);
-	m.endpoints[2] = v4("192.168.1.20", 1);
+	m.endpoints[1] = ep6("2001:db8:1::2", 41641);
+	m.endpoints[2] = ep4("192.168.1.20", 1);
 	n = disco_seal(pkt, sizeof pkt, k.a_pub, k.ab, &m);
 	assert_int_equal(n, 80 + 3 * 18);
 	assert_int_equal(n, DISCO_CMM_LEN(3));
@@ -263,7 +241,7 @@ test_call_me_maybe(void **state)
 	/* The largest message we build. */
 	m.n_endpoints = DISCO_MAX_ENDPOINTS;
 	for (int i = 0; i < DISCO_MAX_ENDPOINTS; i++)
-		m.endpoints[i] = v4("10.0.0.1", (uint16_t)(1000 + i));
+		m.endpoints[i] = ep4("10.0.0.1", (uint16_t)(1000 + i));
 	n = disco_seal(pkt, sizeof pkt, k.a_pub, k.ab, &m);
 	assert_int_equal(n, DISCO_MAX_LEN);
 	assert_int_equal(disco_open(pkt, n, k.ba, &got), 0);
@@ -396,7 +374,7 @@ test_seal_limits(void **state)
 
 	/* No address to report. */
 	assert_int_equal(disco_seal(pkt, sizeof pkt, k.a_pub, k.ab, &m), 0);
-	m.src = v4("1.2.3.4", 5);
+	m.src = ep4("1.2.3.4", 5);
 	assert_int_equal(disco_seal(pkt, 109, k.a_pub, k.ab, &m), 0);
 	assert_int_equal(disco_seal(pkt, 110, k.a_pub, k.ab, &m), 110);
 	assert_int_equal(disco_seal(pkt, 10, k.a_pub, k.ab, &m), 0);

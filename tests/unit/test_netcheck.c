@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/endpoints.h"
+
 #include "agent/control/netmap.h"
 #include "agent/magicsock/netcheck.h"
 #include "common/clock.h"
@@ -178,30 +180,6 @@ count_region(const struct netcheck_probe *p, size_t n, int32_t region)
 	for (size_t i = 0; i < n; i++)
 		c += p[i].region_id == region;
 	return c;
-}
-
-static union wg_endpoint
-ep4(const char *ip, uint16_t port)
-{
-	union wg_endpoint e;
-
-	memset(&e, 0, sizeof e);
-	e.in4.sin_family = AF_INET;
-	e.in4.sin_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET, ip, &e.in4.sin_addr), 1);
-	return e;
-}
-
-static union wg_endpoint
-ep6(const char *ip, uint16_t port)
-{
-	union wg_endpoint e;
-
-	memset(&e, 0, sizeof e);
-	e.in6.sin6_family = AF_INET6;
-	e.in6.sin6_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET6, ip, &e.in6.sin6_addr), 1);
-	return e;
 }
 
 static void

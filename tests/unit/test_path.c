@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "tests/unit/endpoints.h"
+
 #include "agent/magicsock/path.h"
 #include "common/util.h"
 
@@ -36,30 +38,6 @@ fake_random(void *ctx, void *buf, size_t len)
 	rng_ctr++;
 	for (size_t i = 0; i < len && i < 8; i++)
 		b[i] = (uint8_t)(rng_ctr >> (8 * i));
-}
-
-static union wg_endpoint
-v4(const char *ip, uint16_t port)
-{
-	union wg_endpoint ep;
-
-	memset(&ep, 0, sizeof ep);
-	ep.in4.sin_family = AF_INET;
-	ep.in4.sin_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET, ip, &ep.in4.sin_addr), 1);
-	return ep;
-}
-
-static union wg_endpoint
-v6(const char *ip, uint16_t port)
-{
-	union wg_endpoint ep;
-
-	memset(&ep, 0, sizeof ep);
-	ep.in6.sin6_family = AF_INET6;
-	ep.in6.sin6_port = htons(port);
-	assert_int_equal(inet_pton(AF_INET6, ip, &ep.in6.sin6_addr), 1);
-	return ep;
 }
 
 static bool
@@ -147,7 +125,7 @@ establish(struct path *p, const union wg_endpoint *to, uint64_t now, uint64_t la
 static void
 test_first_send_derp_and_discovery(void **state)
 {
-	union wg_endpoint eps[2] = { v4("203.0.113.1", 41641), v4("192.168.1.5", 41641) };
+	union wg_endpoint eps[2] = { ep4("203.0.113.1", 41641), ep4("192.168.1.5", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -179,7 +157,7 @@ test_first_send_derp_and_discovery(void **state)
 static void
 test_pong_trusts_then_expires(void **state)
 {
-	union wg_endpoint eps[2] = { v4("203.0.113.1", 41641), v4("198.51.100.2", 41641) };
+	union wg_endpoint eps[2] = { ep4("203.0.113.1", 41641), ep4("198.51.100.2", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -223,7 +201,7 @@ test_pong_trusts_then_expires(void **state)
 static void
 test_no_disco_is_derp_only(void **state)
 {
-	union wg_endpoint ep = v4("203.0.113.1", 41641);
+	union wg_endpoint ep = ep4("203.0.113.1", 41641);
 	struct path *p = path_new(fake_random, NULL);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -243,7 +221,7 @@ test_no_disco_is_derp_only(void **state)
 static void
 test_no_derp_home(void **state)
 {
-	union wg_endpoint ep = v4("203.0.113.1", 41641);
+	union wg_endpoint ep = ep4("203.0.113.1", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -264,7 +242,7 @@ test_no_derp_home(void **state)
 static void
 test_heartbeat_while_active(void **state)
 {
-	union wg_endpoint ep = v4("192.168.1.5", 41641);
+	union wg_endpoint ep = ep4("192.168.1.5", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts = { .n = 0 };
 	struct path_pong pong;
@@ -314,7 +292,7 @@ test_heartbeat_while_active(void **state)
 static void
 test_heartbeat_full_round_when_slow(void **state)
 {
-	union wg_endpoint eps[2] = { v4("203.0.113.1", 41641), v4("198.51.100.2", 41641) };
+	union wg_endpoint eps[2] = { ep4("203.0.113.1", 41641), ep4("198.51.100.2", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	struct path_pong pong;
@@ -357,7 +335,7 @@ test_heartbeat_full_round_when_slow(void **state)
 static void
 test_ping_timeout_clears_best(void **state)
 {
-	union wg_endpoint ep = v4("192.168.1.5", 41641);
+	union wg_endpoint ep = ep4("192.168.1.5", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -395,7 +373,7 @@ test_ping_timeout_clears_best(void **state)
 static void
 test_timeout_while_trusted_keeps_best(void **state)
 {
-	union wg_endpoint eps[2] = { v4("192.168.1.5", 41641), v4("203.0.113.9", 41641) };
+	union wg_endpoint eps[2] = { ep4("192.168.1.5", 41641), ep4("203.0.113.9", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	struct path_pong pong;
@@ -443,11 +421,11 @@ switches(const union wg_endpoint *cur, uint64_t cur_lat, const union wg_endpoint
 static void
 test_better_addr(void **state)
 {
-	union wg_endpoint pub1 = v4("203.0.113.1", 41641), pub2 = v4("198.51.100.2", 41641);
-	union wg_endpoint priv = v4("192.168.1.5", 41641), priv10 = v4("10.9.8.7", 41641);
-	union wg_endpoint priv172 = v4("172.20.0.1", 41641), not172 = v4("172.32.0.1", 41641);
-	union wg_endpoint ll = v4("169.254.3.4", 41641), lo = v4("127.0.0.1", 41641);
-	union wg_endpoint pub6 = v6("2001:db8::1", 41641), ula = v6("fd7a:115c::1", 41641);
+	union wg_endpoint pub1 = ep4("203.0.113.1", 41641), pub2 = ep4("198.51.100.2", 41641);
+	union wg_endpoint priv = ep4("192.168.1.5", 41641), priv10 = ep4("10.9.8.7", 41641);
+	union wg_endpoint priv172 = ep4("172.20.0.1", 41641), not172 = ep4("172.32.0.1", 41641);
+	union wg_endpoint ll = ep4("169.254.3.4", 41641), lo = ep4("127.0.0.1", 41641);
+	union wg_endpoint pub6 = ep6("2001:db8::1", 41641), ula = ep6("fd7a:115c::1", 41641);
 
 	/* 1 % stickiness: under 2 % faster keeps the current path. */
 	assert_false(switches(&pub1, 100 * MS, &pub2, 99500 * 1000ULL));
@@ -477,7 +455,7 @@ test_better_addr(void **state)
 static void
 test_untrusted_best_replaced_by_any_pong(void **state)
 {
-	union wg_endpoint fast = v4("192.168.1.5", 41641), slow = v4("203.0.113.1", 41641);
+	union wg_endpoint fast = ep4("192.168.1.5", 41641), slow = ep4("203.0.113.1", 41641);
 	union wg_endpoint eps[2] = { fast, slow }, best;
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
@@ -500,8 +478,8 @@ test_untrusted_best_replaced_by_any_pong(void **state)
 static void
 test_call_me_maybe(void **state)
 {
-	union wg_endpoint a = v4("203.0.113.1", 41641), c = v4("198.51.100.3", 1001);
-	union wg_endpoint d = v6("2001:db8::4", 1002), ll6 = v6("fe80::1", 1003);
+	union wg_endpoint a = ep4("203.0.113.1", 41641), c = ep4("198.51.100.3", 1001);
+	union wg_endpoint d = ep6("2001:db8::4", 1002), ll6 = ep6("fe80::1", 1003);
 	union wg_endpoint cmm1[3] = { c, d, ll6 }, cmm2[1] = { d };
 	struct path *p = new_peer(&a, 1);
 	struct path_actions acts = { .n = 0 };
@@ -543,7 +521,7 @@ test_call_me_maybe(void **state)
 static void
 test_call_me_maybe_drops_best(void **state)
 {
-	union wg_endpoint a = v4("203.0.113.1", 41641), c = v4("198.51.100.3", 1001);
+	union wg_endpoint a = ep4("203.0.113.1", 41641), c = ep4("198.51.100.3", 1001);
 	struct path *p = new_peer(NULL, 0);
 	struct path_actions acts = { .n = 0 };
 	struct path_pong pong;
@@ -562,7 +540,7 @@ test_call_me_maybe_drops_best(void **state)
 static void
 test_incoming_pings(void **state)
 {
-	union wg_endpoint nm = v4("203.0.113.1", 41641), x = v4("198.51.100.7", 5555);
+	union wg_endpoint nm = ep4("203.0.113.1", 41641), x = ep4("198.51.100.7", 5555);
 	struct path *p = new_peer(&nm, 1);
 	struct path_actions acts = { .n = 0 };
 	uint8_t t1[PATH_TXID_LEN], t2[PATH_TXID_LEN];
@@ -600,7 +578,7 @@ test_incoming_pings(void **state)
 static void
 test_pong_matching(void **state)
 {
-	union wg_endpoint ep = v4("203.0.113.1", 41641);
+	union wg_endpoint ep = ep4("203.0.113.1", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -630,9 +608,9 @@ test_pong_matching(void **state)
 static void
 test_netmap_update(void **state)
 {
-	union wg_endpoint a = v4("203.0.113.1", 41641), b = v4("198.51.100.2", 41641);
+	union wg_endpoint a = ep4("203.0.113.1", 41641), b = ep4("198.51.100.2", 41641);
 	union wg_endpoint both[2] = { a, b };
-	union wg_endpoint junk[4] = { v4("0.0.0.0", 1), v4("1.2.3.4", 0), v6("::", 9) };
+	union wg_endpoint junk[4] = { ep4("0.0.0.0", 1), ep4("1.2.3.4", 0), ep6("::", 9) };
 	struct path *p = new_peer(both, 2);
 
 	memset(&junk[3], 0, sizeof junk[3]);		/* AF_UNSPEC */
@@ -653,7 +631,7 @@ test_netmap_update(void **state)
 static void
 test_connectivity_change_and_bad_endpoint(void **state)
 {
-	union wg_endpoint ep = v4("203.0.113.1", 41641);
+	union wg_endpoint ep = ep4("203.0.113.1", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts = { .n = 0 };
 	struct path_route r;
@@ -677,7 +655,7 @@ test_connectivity_change_and_bad_endpoint(void **state)
 static void
 test_cli_ping(void **state)
 {
-	union wg_endpoint eps[2] = { v4("203.0.113.1", 41641), v4("198.51.100.2", 41641) };
+	union wg_endpoint eps[2] = { ep4("203.0.113.1", 41641), ep4("198.51.100.2", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	struct path_pong pong;
@@ -722,7 +700,7 @@ test_cli_ping(void **state)
 static void
 test_cli_ping_timeout(void **state)
 {
-	union wg_endpoint eps[2] = { v4("203.0.113.1", 41641), v4("198.51.100.2", 41641) };
+	union wg_endpoint eps[2] = { ep4("203.0.113.1", 41641), ep4("198.51.100.2", 41641) };
 	struct path *p = new_peer(eps, 2);
 	struct path_actions acts = { .n = 0 };
 	uint64_t next;
@@ -773,7 +751,7 @@ test_candidate_caps(void **state)
 		char ip[32];
 
 		snprintf(ip, sizeof ip, "198.18.%d.%d", i / 200, 1 + i % 200);
-		eps[i] = v4(ip, 41641);
+		eps[i] = ep4(ip, 41641);
 	}
 	p = new_peer(eps, 150);
 	assert_int_equal(path_n_candidates(p), PATH_MAX_CANDIDATES);
@@ -833,7 +811,7 @@ test_candidate_caps(void **state)
 static void
 test_ping_table_eviction(void **state)
 {
-	union wg_endpoint ep = v4("203.0.113.1", 41641);
+	union wg_endpoint ep = ep4("203.0.113.1", 41641);
 	struct path *p = new_peer(&ep, 1);
 	struct path_actions acts;
 	struct path_route r;
