@@ -851,10 +851,12 @@ h_ping(void *ctx, const struct lapi_request *req, struct lapi_reply *reply)
 	 * Pings are sent at their smallest: the engine pads none, so size only
 	 * passes the checks above.  done may run before engine_ping returns.
 	 */
-	rc = engine_ping(e, t.node_key, LAPI_PING_MAX_WAIT_MS, ping_done, w);
+	rc = engine_ping(e, t.node_key, ping_done, w);
 	if (rc < 0 && w->in_use && w->reply == reply) {
 		if (rc == -ENOENT)
 			ping_answer(reply, &t, "unknown peer");
+		else if (rc == -EHOSTUNREACH)
+			ping_answer(reply, &t, "no UDP or DERP path to the peer");
 		else
 			lapi_reply_error(reply, 500, "ping: %s", strerror(-rc));
 		ping_release(w);

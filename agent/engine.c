@@ -637,8 +637,8 @@ ping_done(void *ctx, const struct msock_ping_result *r)
 }
 
 int
-engine_ping(struct engine *e, const uint8_t node_key[static KEY_LEN], uint32_t timeout_ms,
-    engine_ping_fn done, void *ctx)
+engine_ping(struct engine *e, const uint8_t node_key[static KEY_LEN], engine_ping_fn done,
+    void *ctx)
 {
 	struct wg_peer *wp = e ? wg_peer_lookup(dp_device(e->dp), node_key) : NULL;
 	struct msock_peer *mp = wp ? wg_peer_user(wp) : NULL;

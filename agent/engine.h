@@ -97,11 +97,12 @@ typedef void (*engine_ping_fn)(void *ctx, const struct engine_ping_result *r);
 /*
  * Sends one disco ping to the peer (to its best path, or to every
  * candidate and via DERP, as `tailscale ping` does) and calls done once:
- * with the first pong, or with err set ("timeout" after timeout_ms, or why
- * it could not be sent).  Returns 0, or -ENOENT if the peer is unknown.
+ * with the first pong, or with err set: "timeout" when no pong came within
+ * disco's ping timeout (5 s), or why it could not be sent.  Returns 0,
+ * -ENOENT if the peer is unknown, -EHOSTUNREACH if it has no path at all.
  */
-int engine_ping(struct engine *e, const uint8_t node_key[static KEY_LEN], uint32_t timeout_ms,
-    engine_ping_fn done, void *ctx);
+int engine_ping(struct engine *e, const uint8_t node_key[static KEY_LEN], engine_ping_fn done,
+    void *ctx);
 /* Forgets every pending ping registered with ctx (its client went away). */
 void engine_ping_cancel(struct engine *e, void *ctx);
 

@@ -23,11 +23,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <linux/fib_rules.h>
-#include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 
 #include <cmocka.h>
@@ -35,6 +33,7 @@
 #include "agent/router.h"
 #include "common/log.h"
 #include "netlink/rtnl.h"
+#include "wg/tun.h"
 
 #define TUN_NAME	"mesh0"
 
@@ -210,23 +209,18 @@ link_up(bool up)
 
 /* --- setup --- */
 
+/* A plain TUN (no offloads) through the project's own tun_open(). */
 static int
 tun_create(const char *name)
 {
-	struct ifreq ifr;
+	char ifname[IFNAMSIZ];
+	char *cause = NULL;
+	bool vnet;
 	int fd;
 
-	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
-		return -errno;
-	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
+	snprintf(ifname, sizeof ifname, "%s", name);
+	fd = tun_open(ifname, false, &vnet, &cause);
+	free(cause);
 	return fd;
 }
 

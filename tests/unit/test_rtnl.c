@@ -46,6 +46,7 @@
 #include "common/log.h"
 #include "netlink/rtnl-int.h"
 #include "netlink/rtnl.h"
+#include "wg/tun.h"
 
 #define TUN_NAME	"rt0"
 #define TUN2_NAME	"rt1"
@@ -109,23 +110,18 @@ mkrule(int family, uint32_t prio, uint32_t mark, uint32_t mask,
 	return ru;
 }
 
+/* A plain TUN (no offloads) through the project's own tun_open(). */
 static int
 tun_create(const char *name)
 {
-	struct ifreq ifr;
+	char ifname[IFNAMSIZ];
+	char *cause = NULL;
+	bool vnet;
 	int fd;
 
-	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
-		return -errno;
-	memset(&ifr, 0, sizeof ifr);
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
+	snprintf(ifname, sizeof ifname, "%s", name);
+	fd = tun_open(ifname, false, &vnet, &cause);
+	free(cause);
 	return fd;
 }
 
